@@ -1,0 +1,144 @@
+"""One typed settings object for the whole project.
+
+Values come, highest priority first, from: explicit keyword arguments (the CLI passes its options this way),
+``TTHC_*`` environment variables, a TOML config file (``TTHC_CONFIG`` or ``./tthc.toml``), then the defaults
+below, which are the embedded local set-up: folders on disk, a SQLite ledger, DuckDB; no server needed.
+Secrets (tokens, the pseudonym key) come only from the environment, a key file outside git, or Prefect Secret
+blocks; never from the TOML file in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("TTHC_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("tthc.toml")
+    return local if local.exists() else None
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the optional TOML config file: top-level keys are the setting names without the prefix."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused, __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file()
+        if path is None:
+            return {}
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+        return {k: v for k, v in data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TTHC_", extra="ignore")
+
+    # where things are
+    inbox: Path = Path("inbox")
+    warehouse: Path = Path("warehouse_data")
+    ledger_url: str | None = None  # default: sqlite file inside the warehouse
+    agencies_path: Path | None = None  # default: <inbox>/agencies.csv
+    targets_path: Path | None = None  # default: the shipped config/targets.csv
+    extra_days_off_path: Path | None = None  # default: the shipped config/extra_days_off.csv (empty)
+
+    # personal data: HMAC-SHA256 key for pseudonyms (hex or text); or a key file (created by the demo)
+    pseudonym_key: SecretStr | None = None
+    pseudonym_key_file: Path | None = None  # default: <warehouse>/../.tthc_key if nothing else is set
+
+    # the run
+    as_of: date | None = None  # default: yesterday (Asia/Ho_Chi_Minh)
+    batch_rows: int = 500_000  # rows per streamed chunk while staging
+
+    # quality gate and alerts
+    alert_urls: str = ""  # apprise URLs, comma-separated
+    freshness_lag_days: int = 3
+    report_url_base: str | None = None
+
+    # pulls
+    dvc_portal_url: str | None = None
+    dvc_portal_token: SecretStr | None = None
+    one_stop_url: str | None = None
+    one_stop_token: SecretStr | None = None
+    one_stop_db_url: str | None = None
+    pull_overlap_minutes: int = 60
+    pull_page_size: int = 500
+
+    @field_validator("warehouse", "inbox", mode="after")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return (init_settings, env_settings, _TomlSource(settings_cls), file_secret_settings)
+
+    # derived values -------------------------------------------------------------------------------------
+    @property
+    def resolved_ledger_url(self) -> str:
+        if self.ledger_url:
+            return self.ledger_url
+        return f"sqlite:///{(self.warehouse / '_ledger.sqlite').resolve()}"
+
+    @property
+    def resolved_agencies_path(self) -> Path:
+        return self.agencies_path or (self.inbox / "agencies.csv")
+
+    @property
+    def resolved_targets_path(self) -> Path:
+        return self.targets_path or (PROJECT_CONFIG / "targets.csv")
+
+    @property
+    def resolved_extra_days_off_path(self) -> Path:
+        return self.extra_days_off_path or (PROJECT_CONFIG / "extra_days_off.csv")
+
+    @property
+    def alert_url_list(self) -> list[str]:
+        return [u.strip() for u in self.alert_urls.split(",") if u.strip()]
+
+    def pseudonym_key_bytes(self, create: bool = False) -> bytes:
+        """The HMAC key. With ``create``, a missing key file is generated (owner-only) for local demos."""
+        if self.pseudonym_key is not None:
+            return self.pseudonym_key.get_secret_value().encode("utf-8")
+        path = self.pseudonym_key_file or (self.warehouse / "_secrets" / "pseudonym.key")
+        if path.exists():
+            return path.read_text().strip().encode("utf-8")
+        if not create:
+            raise RuntimeError(
+                f"No pseudonym key: set TTHC_PSEUDONYM_KEY or TTHC_PSEUDONYM_KEY_FILE (looked for {path})."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode("utf-8")
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_CONFIG = Path(__file__).resolve().parent / "config"
+
+
+def get_settings(**overrides: Any) -> Settings:
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)
+
+
+def quiet_analytics() -> None:
+    """Prefect and GX must not phone home (no network here, and a province's data stays put)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
