@@ -1,0 +1,1 @@
+"""Storage and access: Parquet layout with atomic writes, the ledger, DuckDB views."""

@@ -1,0 +1,171 @@
+"""The Parquet layout of the warehouse and its atomic writes.
+
+Layout: every table is a folder named after the table under the warehouse root.
+- Append-only layers (raw_, stg_, quarantine_): one file per batch, ``<table>/<batch_id>.parquet``. A batch
+  file is written aside under a dot-name and renamed into place, so a reader sees a batch whole or not at all.
+- Rebuilt tables (core_, mart_): one file, ``<table>/data.parquet``, replaced with ``os.replace`` after the new
+  file is complete and validated; readers see the old table or the new one, never half of either.
+Files whose names start with ``.`` are work in progress and are never read (globs use ``[!.]*.parquet``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARQUET_GLOB = "[!.]*.parquet"
+# owner-only permissions for layers that hold personal data (raw_, quarantine_)
+PRIVATE_PREFIXES = ("raw_", "quarantine_")
+
+
+def table_dir(warehouse: Path, table: str) -> Path:
+    return Path(warehouse) / table
+
+
+def table_glob(warehouse: Path, table: str) -> str:
+    return str(table_dir(warehouse, table) / PARQUET_GLOB)
+
+
+def table_files(warehouse: Path, table: str) -> list[Path]:
+    d = table_dir(warehouse, table)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.glob(PARQUET_GLOB))
+
+
+def table_exists(warehouse: Path, table: str) -> bool:
+    return bool(table_files(warehouse, table))
+
+
+def is_private(table: str) -> bool:
+    return table.startswith(PRIVATE_PREFIXES)
+
+
+def _ensure_dir(d: Path, private: bool) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    if private:
+        os.chmod(d, stat.S_IRWXU)
+
+
+def _tmp_path(final: Path) -> Path:
+    return final.with_name(f".{final.stem}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _publish(tmp: Path, final: Path, private: bool) -> None:
+    os.chmod(tmp, 0o600 if private else 0o644)
+    with open(tmp, "rb") as fh:  # durable before it becomes visible
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    try:
+        dfd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - some filesystems refuse directory fsync
+        pass
+
+
+class BatchFileWriter:
+    """Streams record batches into ``<table>/<name>.parquet`` and publishes the file atomically on close."""
+
+    def __init__(self, warehouse: Path, table: str, name: str, schema: pa.Schema,
+                 compression: str = "zstd", compression_level: int | None = 1):
+        self.private = is_private(table)
+        d = table_dir(warehouse, table)
+        _ensure_dir(d, self.private)
+        self.final = d / f"{name}.parquet"
+        self.tmp = _tmp_path(self.final)
+        self.schema = schema
+        self.rows = 0
+        self._writer = pq.ParquetWriter(self.tmp, schema, compression=compression,
+                                        compression_level=compression_level)
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if batch.num_rows == 0:
+            return
+        if isinstance(batch, pa.RecordBatch):
+            batch = pa.Table.from_batches([batch])
+        self._writer.write_table(batch.cast(self.schema) if batch.schema != self.schema else batch)
+        self.rows += batch.num_rows
+
+    def close(self) -> Path:
+        self._writer.close()
+        _publish(self.tmp, self.final, self.private)
+        return self.final
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_table(warehouse: Path, table: str, data: pa.Table, name: str = "data",
+                validate: Callable[[Path], None] | None = None) -> Path:
+    """Write ``data`` as ``<table>/<name>.parquet`` atomically: write aside, validate, then swap in."""
+    private = is_private(table)
+    d = table_dir(warehouse, table)
+    _ensure_dir(d, private)
+    final = d / f"{name}.parquet"
+    tmp = _tmp_path(final)
+    try:
+        pq.write_table(data, tmp, compression="zstd")
+        if validate is not None:
+            validate(tmp)
+        _publish(tmp, final, private)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def copy_query_to_table(con, sql: str, warehouse: Path, table: str, name: str = "data",
+                        params: list | dict | None = None) -> Path:
+    """Run a DuckDB query and publish its result as ``<table>/<name>.parquet`` atomically (no pandas hop)."""
+    private = is_private(table)
+    d = table_dir(warehouse, table)
+    _ensure_dir(d, private)
+    final = d / f"{name}.parquet"
+    tmp = _tmp_path(final)
+    try:
+        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)", params)
+        _publish(tmp, final, private)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def remove_batch_files(warehouse: Path, batch_ids: Iterable[str]) -> list[Path]:
+    """Delete files of batches that never completed (crash recovery) and stale temp files."""
+    ids = set(batch_ids)
+    removed: list[Path] = []
+    root = Path(warehouse)
+    if not root.is_dir():
+        return removed
+    for d in root.iterdir():
+        if not d.is_dir() or d.name.startswith(("_", ".")):
+            continue
+        for f in d.iterdir():
+            if f.name.startswith(".") and f.name.endswith(".tmp"):
+                f.unlink(missing_ok=True)
+                removed.append(f)
+            elif f.suffix == ".parquet" and f.stem in ids:
+                f.unlink(missing_ok=True)
+                removed.append(f)
+    return removed
+
+
+def list_tables(warehouse: Path) -> list[str]:
+    root = Path(warehouse)
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in root.iterdir()
+                  if d.is_dir() and not d.name.startswith(("_", ".")) and any(d.glob(PARQUET_GLOB)))
