@@ -1,0 +1,269 @@
+"""The ledger: every run, file, batch, watermark and data-quality result, through SQLAlchemy.
+
+SQLite file in the warehouse by default (``sqlite:///<warehouse>/_ledger.sqlite``); any SQLAlchemy URL works
+(PostgreSQL in production: ``postgresql+psycopg://user@host/db``). Tables are created on first use.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("status", sa.String(16)),  # running | completed | failed
+    sa.Column("as_of", sa.Date),
+    sa.Column("inbox", sa.Text),
+    sa.Column("summary_json", sa.Text),
+)
+
+files = sa.Table(
+    "files", metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("first_path", sa.Text),
+    sa.Column("source", sa.String(32)),
+    sa.Column("entity", sa.String(32)),
+    sa.Column("file_kind", sa.String(8)),
+    sa.Column("first_seen_at", sa.DateTime),
+)
+
+batches = sa.Table(
+    "batches", metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(64), index=True),
+    sa.Column("sha256", sa.String(64), index=True),
+    sa.Column("path", sa.Text),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("source", sa.String(32)),
+    sa.Column("entity", sa.String(32)),
+    sa.Column("format", sa.String(32)),
+    sa.Column("file_kind", sa.String(8)),
+    sa.Column("encoding", sa.String(40)),
+    sa.Column("rows_raw", sa.BigInteger),
+    sa.Column("rows_staged", sa.BigInteger),
+    sa.Column("rows_quarantined", sa.BigInteger),
+    sa.Column("unknown_columns", sa.Text),
+    # running -> staged -> (gate) passed | gate_failed ; rejected (file unreadable) ; failed (crash or error)
+    sa.Column("status", sa.String(16), index=True),
+    sa.Column("error", sa.Text),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("read_seconds", sa.Float),
+    sa.Column("stage_seconds", sa.Float),
+    sa.Column("min_updated_at", sa.DateTime),
+    sa.Column("max_updated_at", sa.DateTime),
+)
+
+watermarks = sa.Table(
+    "watermarks", metadata,
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("watermark_at", sa.DateTime),
+    sa.Column("committed_at", sa.DateTime),
+    sa.Column("batch_id", sa.String(64)),
+)
+
+dq_results = sa.Table(
+    "dq_results", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), index=True),
+    sa.Column("batch_id", sa.String(64), index=True),
+    sa.Column("table_name", sa.String(80)),
+    sa.Column("source", sa.String(32)),
+    sa.Column("entity", sa.String(32)),
+    sa.Column("agency_code", sa.String(40)),
+    sa.Column("check_name", sa.String(120)),
+    sa.Column("expectation_type", sa.String(120)),
+    sa.Column("severity", sa.String(16)),
+    sa.Column("success", sa.Boolean),
+    sa.Column("element_count", sa.BigInteger),
+    sa.Column("unexpected_count", sa.BigInteger),
+    sa.Column("unexpected_percent", sa.Float),
+    sa.Column("examples_json", sa.Text),
+    sa.Column("observed_json", sa.Text),
+    sa.Column("checked_at", sa.DateTime),
+)
+
+DONE_STATUSES = ("staged", "passed", "gate_failed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class LedgerMismatch(AssertionError):
+    """raw rows != staged + quarantined for some batch: data was lost or invented."""
+
+
+@dataclass
+class BatchRow:
+    batch_id: str
+    status: str
+    rows_raw: int | None
+    rows_staged: int | None
+    rows_quarantined: int | None
+
+
+class Ledger:
+    def __init__(self, url: str):
+        self.url = url
+        kwargs: dict[str, Any] = {"future": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        self.engine = sa.create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            @event.listens_for(self.engine, "connect")
+            def _pragma(dbapi_conn, _rec):  # WAL: readers (tthc status) never block the nightly writer
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+        metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # runs -------------------------------------------------------------------------------------------------
+    def start_run(self, run_id: str, as_of: date | None, inbox: str | None, flow_run_id: str | None = None) -> None:
+        with self.engine.begin() as c:
+            c.execute(runs.insert().values(run_id=run_id, flow_run_id=flow_run_id, started_at=utcnow(),
+                                           status="running", as_of=as_of, inbox=inbox))
+
+    def finish_run(self, run_id: str, status: str, summary: dict | None = None) -> None:
+        with self.engine.begin() as c:
+            c.execute(runs.update().where(runs.c.run_id == run_id).values(
+                finished_at=utcnow(), status=status,
+                summary_json=json.dumps(summary, default=str, ensure_ascii=False) if summary else None))
+
+    # files and batches ----------------------------------------------------------------------------------
+    def ingested_batch_for(self, sha256: str) -> str | None:
+        """The batch that already ingested this content (any name), or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(batches.c.batch_id).where(
+                batches.c.sha256 == sha256, batches.c.status.in_(DONE_STATUSES + ("rejected",))
+            ).limit(1)).first()
+        return row[0] if row else None
+
+    def record_file(self, sha256: str, size: int, path: str, source: str, entity: str, kind: str) -> None:
+        with self.engine.begin() as c:
+            exists = c.execute(sa.select(files.c.sha256).where(files.c.sha256 == sha256)).first()
+            if not exists:
+                c.execute(files.insert().values(sha256=sha256, size_bytes=size, first_path=path, source=source,
+                                                entity=entity, file_kind=kind, first_seen_at=utcnow()))
+
+    def begin_batch(self, batch_id: str, run_id: str, **values: Any) -> None:
+        with self.engine.begin() as c:
+            c.execute(batches.insert().values(batch_id=batch_id, run_id=run_id, status="running",
+                                              started_at=utcnow(), **values))
+
+    def update_batch(self, batch_id: str, **values: Any) -> None:
+        if "unknown_columns" in values and isinstance(values["unknown_columns"], list | tuple):
+            values["unknown_columns"] = json.dumps(list(values["unknown_columns"]), ensure_ascii=False)
+        with self.engine.begin() as c:
+            c.execute(batches.update().where(batches.c.batch_id == batch_id).values(**values))
+
+    def finish_batch(self, batch_id: str, status: str, **values: Any) -> None:
+        self.update_batch(batch_id, status=status, finished_at=utcnow(), **values)
+
+    def crashed_batches(self) -> list[str]:
+        """Batches left 'running' by a run that died: their files must be removed and their input redone."""
+        with self.engine.connect() as c:
+            return [r[0] for r in c.execute(sa.select(batches.c.batch_id).where(batches.c.status == "running"))]
+
+    def mark_crashed(self, batch_ids: list[str]) -> None:
+        if not batch_ids:
+            return
+        with self.engine.begin() as c:
+            c.execute(batches.update().where(batches.c.batch_id.in_(batch_ids)).values(
+                status="failed", error="interrupted (process ended during the batch); files removed, input redone",
+                finished_at=utcnow()))
+
+    def batches_of_run(self, run_id: str) -> list[dict]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(batches).where(batches.c.run_id == run_id)
+                             .order_by(batches.c.started_at)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def recent_batches(self, limit: int = 30) -> list[dict]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(batches).order_by(batches.c.started_at.desc(), batches.c.batch_id.desc())
+                             .limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def recent_runs(self, limit: int = 10) -> list[dict]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def batches_with_status(self, statuses: tuple[str, ...]) -> list[dict]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(batches).where(batches.c.status.in_(statuses))).mappings().all()
+        return [dict(r) for r in rows]
+
+    def check_balance(self, run_id: str | None = None) -> None:
+        """Per batch: raw rows = staged + quarantined. Raises LedgerMismatch naming every batch that breaks it."""
+        q = sa.select(batches).where(batches.c.status.in_(DONE_STATUSES))
+        if run_id is not None:
+            q = q.where(batches.c.run_id == run_id)
+        bad = []
+        with self.engine.connect() as c:
+            for r in c.execute(q).mappings():
+                if (r["rows_raw"] or 0) != (r["rows_staged"] or 0) + (r["rows_quarantined"] or 0):
+                    bad.append(f"{r['batch_id']} ({r['path']}): raw {r['rows_raw']} != staged "
+                               f"{r['rows_staged']} + quarantined {r['rows_quarantined']}")
+        if bad:
+            raise LedgerMismatch("row balance broken: " + "; ".join(bad))
+
+    # watermarks -----------------------------------------------------------------------------------------
+    def get_watermark(self, source: str, entity: str) -> datetime | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(watermarks.c.watermark_at).where(
+                watermarks.c.source == source, watermarks.c.entity == entity)).first()
+        return row[0] if row else None
+
+    def set_watermark(self, source: str, entity: str, watermark_at: datetime, batch_id: str | None) -> None:
+        with self.engine.begin() as c:
+            updated = c.execute(watermarks.update().where(
+                watermarks.c.source == source, watermarks.c.entity == entity).values(
+                watermark_at=watermark_at, committed_at=utcnow(), batch_id=batch_id)).rowcount
+            if not updated:
+                c.execute(watermarks.insert().values(source=source, entity=entity, watermark_at=watermark_at,
+                                                     committed_at=utcnow(), batch_id=batch_id))
+
+    # data quality ---------------------------------------------------------------------------------------
+    def record_dq(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        now = utcnow()
+        clean = []
+        for r in rows:
+            r = dict(r)
+            r.setdefault("checked_at", now)
+            for k in ("examples_json", "observed_json"):
+                if k in r and not isinstance(r[k], str | None):
+                    r[k] = json.dumps(r[k], default=str, ensure_ascii=False)
+            clean.append(r)
+        with self.engine.begin() as c:
+            c.execute(dq_results.insert(), clean)
+
+    def dq_history(self, source: str | None = None, entity: str | None = None, agency_code: str | None = None,
+                   run_id: str | None = None, limit: int = 1000) -> list[dict]:
+        q = sa.select(dq_results)
+        for col, val in (("source", source), ("entity", entity), ("agency_code", agency_code), ("run_id", run_id)):
+            if val is not None:
+                q = q.where(dq_results.c[col] == val)
+        q = q.order_by(dq_results.c.id.desc()).limit(limit)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
