@@ -1,0 +1,372 @@
+"""Raw -> staging: typing, code decoding, row rules, pseudonyms. Pure DuckDB SQL generated from the contracts.
+
+One batch at a time: the raw Parquet file of the batch (every value text) is scanned by DuckDB, which writes the
+typed rows that pass every row rule to ``stg_<source>__<entity>/<batch_id>.parquet`` and the others, whole and as
+text, with the first rule they broke, to ``quarantine_<source>__<entity>/<batch_id>.parquet``. Nothing is dropped:
+raw rows = staged rows + quarantined rows, and the counts are returned for the ledger to check.
+
+Row rules (names as stored in ``_rule``):
+- ``required``: a required value is empty (``required_if_received`` for Ngày tiếp nhận outside status 1 and 3)
+- ``invalid_date``: a date that cannot be parsed or is impossible (31/02)
+- ``invalid_number``: a count or an amount that is not a number
+- ``invalid_bool``: a yes/no cell that is neither (Có/Không, x/empty, 1/0, TRUE/FALSE)
+- ``unknown_code``: a code outside its list (status 11) or an unknown label
+- ``out_of_range``: below the contract's minimum (negative fee, zero copies)
+- ``unknown_agency``: an agency code that agencies.csv does not list (kpis.md settled detail 16)
+- ``invalid_json``: a nested list of the national sync shape that cannot be read
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from transforms.contracts import (
+    ENTITY_SOURCE,
+    FORMATS,
+    Column,
+    code_is_numeric,
+    code_lookup,
+    contract,
+    mapping,
+    quarantine_table,
+    source_header,
+    stg_table,
+)
+from warehouse import store
+
+LINEAGE = ["_batch_id", "_source_file", "_source_row", "_source_line", "_ingested_at", "_format"]
+STG_LINEAGE = ["_batch_id", "_source_file", "_source_row", "_ingested_at", "_format"]
+
+# Date and time formats of the exports, most common first (sources.md 1a/1b). Anything with an offset or a 'Z'
+# is ISO 8601 and converted to local time; a bare 5-digit number is an Excel serial date.
+TS_FORMATS = [
+    "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "%Y%m%d%H%M%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d",
+    "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f",
+    "%d-%m-%Y %H:%M:%S", "%d-%m-%Y",
+]
+YES = ["có", "co", "x", "1", "true", "yes", "y", "đúng", "1.0"]
+NO = ["không", "khong", "0", "false", "no", "n", "sai", "0.0"]
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(s: str) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def raw_columns(entity: str) -> list[str]:
+    """Every canonical column any mapping file gives this entity: the raw table's fixed schema."""
+    cols: list[str] = []
+    for fmt in FORMATS:
+        for name in mapping(fmt)["entities"].get(entity, {}):
+            if name not in cols:
+                cols.append(name)
+    return cols
+
+
+def setup_connection(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes | None = None) -> None:
+    """Macros every staging query uses; local time zone for ISO timestamps with an offset."""
+    con.execute("SET TimeZone = 'Asia/Ho_Chi_Minh'")
+    fmts = "[" + ", ".join(_lit(f) for f in TS_FORMATS) + "]"
+    con.execute(f"""
+        CREATE OR REPLACE MACRO tthc_ts(v) AS coalesce(
+            try_strptime(v, {fmts}),
+            CASE WHEN regexp_matches(v, '^\\d{{4}}-\\d{{2}}-\\d{{2}}[T ]\\d{{2}}:\\d{{2}}(:\\d{{2}}(\\.\\d+)?)?\\s*([+-]\\d{{2}}:?\\d{{2}}|Z)$')
+                 THEN TRY_CAST(v AS TIMESTAMPTZ)::TIMESTAMP
+                 WHEN regexp_matches(v, '^\\d{{5}}(\\.\\d+)?$') AND TRY_CAST(v AS DOUBLE) BETWEEN 20000 AND 80000
+                 THEN TIMESTAMP '1899-12-30' + to_microseconds(CAST(round(TRY_CAST(v AS DOUBLE) * 86400000000) AS BIGINT))
+            END)""")
+    con.execute(r"""
+        CREATE OR REPLACE MACRO tthc_money(v) AS CASE
+            WHEN regexp_matches(v, '^-?\d+(\.0+)?$') THEN TRY_CAST(TRY_CAST(v AS DOUBLE) AS BIGINT)
+            WHEN regexp_matches(regexp_replace(v, '(?i)\s*(đ|vnđ|vnd|đồng)\s*$', ''), '^-?\d{1,3}([.,\s]\d{3})+$')
+            THEN TRY_CAST(regexp_replace(regexp_replace(v, '(?i)\s*(đ|vnđ|vnd|đồng)\s*$', ''), '[.,\s]', '', 'g') AS BIGINT)
+            ELSE TRY_CAST(regexp_replace(v, '(?i)\s*(đ|vnđ|vnd|đồng)\s*$', '') AS BIGINT) END""")
+    con.execute(r"""
+        CREATE OR REPLACE MACRO tthc_int(v) AS CASE
+            WHEN regexp_matches(v, '^-?\d+(\.0+)?$') THEN TRY_CAST(TRY_CAST(v AS DOUBLE) AS BIGINT) END""")
+    yes = ", ".join(_lit(x) for x in YES)
+    no = ", ".join(_lit(x) for x in NO)
+    con.execute(f"""
+        CREATE OR REPLACE MACRO tthc_bool(v) AS CASE
+            WHEN lower(v) IN ({yes}) THEN true WHEN lower(v) IN ({no}) THEN false END""")
+    if pseudonym_key is not None:
+        key = pseudonym_key
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        ipad = bytes(b ^ 0x36 for b in key).hex()
+        opad = bytes(b ^ 0x5C for b in key).hex()
+        # HMAC-SHA256 (RFC 2104) over the UTF-8 text, vectorised inside DuckDB; equals Python's hmac module.
+        con.execute(f"""
+            CREATE OR REPLACE MACRO tthc_hmac(v) AS CASE WHEN v IS NULL THEN NULL ELSE
+                sha256(unhex('{opad}') || unhex(sha256(unhex('{ipad}') || encode(v)))) END""")
+
+
+@dataclass
+class _Col:
+    name: str
+    expr: str                    # typed value
+    checks: list[tuple[str, str, str, str]]  # (rule, header, failing predicate, message suffix)
+    value: str                   # the offending text
+
+
+def _v(col: str) -> str:
+    return f"NULLIF(trim({_q(col)}), '')"
+
+
+def _code_expr(v: str, col: Column) -> str:
+    lookup = code_lookup(col.codes)
+    numeric = code_is_numeric(col.codes)
+    pairs = ", ".join(f"{_lit(k)}: {str(c) if numeric else _lit(c)}" for k, c in lookup.items())
+    key = f"lower(nfc_normalize(regexp_replace({v}, '\\s+', ' ', 'g')))"
+    if numeric:
+        return f"coalesce(CASE WHEN regexp_matches({v}, '^\\d+(\\.0+)?$') THEN map_extract_value(MAP {{{pairs}}}, CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT)::VARCHAR) END, map_extract_value(MAP {{{pairs}}}, {key}))"
+    return f"map_extract_value(MAP {{{pairs}}}, {key})"
+
+
+def _column_sql(col: Column, entity: str, fmt: str, x_columns: set[str]) -> _Col:
+    """Typed expression and row-rule predicates for one canonical column of a flat (or SQL) record."""
+    v = _v(col.name)
+    header = source_header(fmt, entity, col.name)
+    checks: list[tuple[str, str, str, str]] = []
+    t = col.type
+    if t in ("string", "agency"):
+        expr = v
+    elif t == "timestamp":
+        expr = f"tthc_ts({v})"
+        checks.append(("invalid_date", header, f"{v} IS NOT NULL AND {expr} IS NULL",
+                       "is not a valid date (expected dd/mm/yyyy [HH:MM[:SS]], yyyyMMddHHmmss or ISO 8601)"))
+    elif t == "date":
+        expr = f"CAST(tthc_ts({v}) AS DATE)"
+        checks.append(("invalid_date", header, f"{v} IS NOT NULL AND tthc_ts({v}) IS NULL",
+                       "is not a valid date (expected dd/mm/yyyy)"))
+    elif t == "int":
+        expr = f"tthc_int({v})"
+        checks.append(("invalid_number", header, f"{v} IS NOT NULL AND {expr} IS NULL",
+                       "is not a whole number"))
+    elif t == "money":
+        expr = f"tthc_money({v})"
+        checks.append(("invalid_number", header, f"{v} IS NOT NULL AND {expr} IS NULL",
+                       "is not an amount in VND (expected 50000, 50.000, 50,000 or 50.000 đ)"))
+    elif t == "bool":
+        if col.name in x_columns:  # a column that marks yes with 'x': empty means no
+            expr = f"CASE WHEN {v} IS NULL THEN false ELSE tthc_bool({v}) END"
+        else:
+            expr = f"tthc_bool({v})"
+        checks.append(("invalid_bool", header, f"{v} IS NOT NULL AND tthc_bool({v}) IS NULL",
+                       "is not yes/no (expected Có/Không, x/empty, 1/0, TRUE/FALSE)"))
+    elif t == "code":
+        expr = _code_expr(v, col)
+        checks.append(("unknown_code", header, f"{v} IS NOT NULL AND ({expr}) IS NULL",
+                       f"is not a code of the list '{col.codes}'"))
+    elif t == "code_list":
+        lookup = code_lookup(col.codes)
+        pairs = ", ".join(f"{_lit(k)}: {_lit(c)}" for k, c in lookup.items())
+        items = f"list_transform(string_split({v}, ';'), lambda x: map_extract_value(MAP {{{pairs}}}, lower(nfc_normalize(trim(x)))))"
+        expr = f"CASE WHEN {v} IS NOT NULL THEN array_to_string(list_distinct({items}), ';') END"
+        checks.append(("unknown_code", header, f"{v} IS NOT NULL AND list_contains({items}, NULL)",
+                       f"holds a value outside the list '{col.codes}'"))
+    else:
+        raise ValueError(f"unsupported column type {t!r} for {col.name}")
+    if col.default is not None and t in ("int", "code", "money"):
+        expr = f"coalesce({expr}, {col.default})"
+    if col.min is not None and t in ("int", "money"):
+        checks.append(("out_of_range", header, f"({expr}) < {col.min}", f"is below the minimum {col.min}"))
+    return _Col(col.name, expr, checks, v)
+
+
+def _sync_dossier_overrides(fmt: str) -> dict[str, _Col]:
+    """Dossier fields that the national sync shape carries in nested lists (sources.md 1b)."""
+    if fmt != "national_sync":
+        return {}
+
+    def hdr(c):
+        return source_header(fmt, "dossiers", c)
+
+    sup = _v("supplements_json")
+    docs = _v("submitted_documents_json")
+    fees = _v("fees_json")
+    res = _v("result_documents_json")
+    reqs_raw = f"from_json({sup}, '[{{\"NgayBoSung\":\"VARCHAR\",\"NgayTiepNhanBoSung\":\"VARCHAR\"}}]')"
+    reqs = (f"list_transform({reqs_raw}, lambda x: struct_pack(requested_at := tthc_ts(NULLIF(trim(x.NgayBoSung), '')), "
+            f"received_at := tthc_ts(NULLIF(trim(x.NgayTiepNhanBoSung), ''))))")
+    # the latest request is the one with the greatest date, wherever it stands in the list (settled detail 1)
+    latest = f"list_last(list_sort(list_filter({reqs}, lambda x: x.requested_at IS NOT NULL), 'ASC', 'NULLS FIRST'))"
+    docs_l = (f"from_json({docs}, '[{{\"DuongDanTaiTepTin\":\"VARCHAR\",\"DuocTaiSuDung\":\"VARCHAR\","
+              f"\"DuocLayTuKhoDMQG\":\"VARCHAR\"}}]')")
+    fees_l = f"from_json({fees}, '[{{\"Gia\":\"VARCHAR\"}}]')"
+    res_l = f"from_json({res}, '[{{\"DuongDanTepTinKetQua\":\"VARCHAR\"}}]')"
+    flag = _v("has_digitized_components_flag")
+    bad_json = lambda v, lst: f"{v} IS NOT NULL AND TRY({lst}) IS NULL"  # noqa: E731
+    bad_dates = (f"{sup} IS NOT NULL AND len(list_filter({reqs_raw}, lambda x: (NULLIF(trim(x.NgayBoSung), '') IS NOT NULL "
+                 f"AND tthc_ts(NULLIF(trim(x.NgayBoSung), '')) IS NULL) OR (NULLIF(trim(x.NgayTiepNhanBoSung), '') "
+                 f"IS NOT NULL AND tthc_ts(NULLIF(trim(x.NgayTiepNhanBoSung), '')) IS NULL))) > 0")
+    return {
+        "supplement_requests": _Col("supplement_requests", f"CASE WHEN {sup} IS NULL THEN [] ELSE {reqs} END",
+                                    [("invalid_json", hdr("supplements_json"), bad_json(sup, reqs_raw),
+                                      "is not a list of supplement requests"),
+                                     ("invalid_date", hdr("supplements_json"), bad_dates,
+                                      "holds a date that is not valid")], sup),
+        "supplement_count": _Col("supplement_count", f"coalesce(len({reqs_raw}), 0)", [], sup),
+        "supplement_requested_at": _Col("supplement_requested_at", f"({latest}).requested_at", [], sup),
+        "supplement_received_at": _Col("supplement_received_at", f"({latest}).received_at", [], sup),
+        "has_digitized_components": _Col(
+            "has_digitized_components",
+            f"CASE WHEN {docs} IS NOT NULL THEN len(list_filter({docs_l}, lambda x: NULLIF(trim(x.DuongDanTaiTepTin), '') IS NOT NULL)) > 0 END",
+            [("invalid_json", hdr("submitted_documents_json"), bad_json(docs, docs_l),
+              "is not a list of submitted documents")], docs),
+        "reused_digitized_data": _Col(
+            "reused_digitized_data",
+            f"CASE WHEN tthc_bool({flag}) THEN true WHEN {docs} IS NOT NULL THEN "
+            f"len(list_filter({docs_l}, lambda x: tthc_bool(x.DuocTaiSuDung) OR tthc_bool(x.DuocLayTuKhoDMQG))) > 0 "
+            f"WHEN {flag} IS NOT NULL THEN tthc_bool({flag}) END", [], docs),
+        "has_e_result": _Col(
+            "has_e_result",
+            f"CASE WHEN {res} IS NOT NULL THEN len(list_filter({res_l}, lambda x: NULLIF(trim(x.DuongDanTepTinKetQua), '') IS NOT NULL)) > 0 END",
+            [("invalid_json", hdr("result_documents_json"), bad_json(res, res_l),
+              "is not a list of result documents")], res),
+        "fee_vnd": _Col("fee_vnd",
+                        f"CASE WHEN {fees} IS NOT NULL THEN coalesce(list_sum(list_transform({fees_l}, lambda x: tthc_money(NULLIF(trim(x.Gia), '')))), 0) END",
+                        [("invalid_json", hdr("fees_json"), bad_json(fees, fees_l), "is not a list of fees"),
+                         ("invalid_number", hdr("fees_json"),
+                          f"{fees} IS NOT NULL AND len(list_filter({fees_l}, lambda x: NULLIF(trim(x.Gia), '') IS NOT NULL AND tthc_money(NULLIF(trim(x.Gia), '')) IS NULL)) > 0",
+                          "holds a fee that is not an amount")], fees),
+    }
+
+
+def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agencies_relation: str,
+                   x_columns: set[str] = frozenset(), with_pseudonyms: bool = True) -> tuple[str, str]:
+    """SQL for (staged rows, quarantined rows) of one raw batch."""
+    c = contract(stg_table(source, entity))
+    overrides = _sync_dossier_overrides(fmt) if entity == "dossiers" else {}
+    cols: list[_Col] = []
+    for col in c.columns:
+        if col.name in overrides:
+            cols.append(overrides[col.name])
+        elif col.type == "supplement_list":
+            cols.append(_Col(col.name, "NULL::STRUCT(requested_at TIMESTAMP, received_at TIMESTAMP)[]", [], "NULL"))
+        else:
+            cols.append(_column_sql(col, entity, fmt, x_columns))
+    by_name = {x.name: x for x in cols}
+
+    # agency: the Mã hồ sơ prefix when absent (sources.md); must be listed in agencies.csv (settled detail 16)
+    for col in c.columns:
+        if col.type != "agency":
+            continue
+        x = by_name[col.name]
+        if col.fallback == "dossier_id_prefix":
+            x.expr = f"coalesce({x.expr}, NULLIF(split_part({by_name['dossier_id'].expr}, '-', 1), ''))"
+        x.checks.append(("unknown_agency", source_header(fmt, entity, col.name),
+                         f"({x.expr}) IS NOT NULL AND ({x.expr}) NOT IN (SELECT agency_code FROM {agencies_relation})",
+                         "is not an agency listed in agencies.csv"))
+
+    # required values, in contract order; first failing rule wins
+    ordered: list[tuple[str, str, str, str, str]] = []  # rule, header, predicate, value, message
+    for col in c.columns:
+        x = by_name[col.name]
+        header = source_header(fmt, entity, col.name)
+        if col.required:
+            ordered.append(("required", header, f"({x.expr}) IS NULL AND {x.value} IS NULL", x.value,
+                            "is empty but required"))
+        if col.required_unless:
+            (ucol, vals), = col.required_unless.items()
+            inlist = ", ".join(str(v) for v in vals)
+            ordered.append(("required_if_received", header,
+                            f"{x.value} IS NULL AND coalesce(({by_name[ucol].expr}) NOT IN ({inlist}), true)",
+                            x.value, f"is empty but required unless status is {inlist}"))
+    for col in c.columns:
+        x = by_name[col.name]
+        for rule, header, pred, msg in x.checks:
+            ordered.append((rule, header, pred, x.value, msg))
+
+    case_rule = "CASE " + " ".join(f"WHEN {p} THEN {_lit(r)}" for r, _h, p, _v2, _m in ordered) + " END"
+    case_col = "CASE " + " ".join(f"WHEN {p} THEN {_lit(h)}" for _r, h, p, _v2, _m in ordered) + " END"
+    case_val = "CASE " + " ".join(f"WHEN {p} THEN CAST({v} AS VARCHAR)" for _r, _h, p, v, _m in ordered) + " END"
+    case_msg = "CASE " + " ".join(f"WHEN {p} THEN {_lit(m)}" for _r, _h, p, _v2, m in ordered) + " END"
+
+    out_exprs = []
+    for col in c.columns:
+        x = by_name[col.name]
+        if col.pii == "drop":
+            continue
+        if col.pii == "pseudonym":
+            if with_pseudonyms:
+                out_exprs.append(f"tthc_hmac(regexp_replace({x.expr}, '\\s', '', 'g')) AS {_q(col.pseudonym)}")
+            else:
+                out_exprs.append(f"NULL::VARCHAR AS {_q(col.pseudonym)}")
+            continue
+        out_exprs.append(f"{x.expr} AS {_q(col.name)}")
+    lineage = ", ".join(_q(n) for n in STG_LINEAGE)
+    staged = (f"SELECT {', '.join(out_exprs)}, {lineage} FROM {raw_relation} "
+              f"WHERE ({case_rule}) IS NULL ORDER BY _source_row")
+    quarantined = (f"SELECT *, {case_rule} AS _rule, {case_col} AS _column, {case_val} AS _value, "
+                   f"{case_msg} AS _message FROM {raw_relation} WHERE ({case_rule}) IS NOT NULL ORDER BY _source_row")
+    return staged, quarantined
+
+
+@dataclass
+class StageResult:
+    batch_id: str
+    rows_raw: int
+    rows_staged: int
+    rows_quarantined: int
+    rules: dict[str, int]
+    min_updated_at: object = None
+    max_updated_at: object = None
+    seconds: float = 0.0
+
+
+def x_marked_columns(con: duckdb.DuckDBPyConnection, raw_relation: str, entity: str) -> set[str]:
+    """Yes/no columns that mark yes with 'x' in this file: there an empty cell means no (sources.md)."""
+    c = contract(stg_table(ENTITY_SOURCE[entity], entity))
+    bools = [col.name for col in c.columns if col.type == "bool"]
+    if not bools:
+        return set()
+    exprs = ", ".join(f"bool_or(lower(trim({_q(b)})) = 'x') AS {_q(b)}" for b in bools)
+    row = con.execute(f"SELECT {exprs} FROM {raw_relation}").fetchone()
+    return {b for b, flag in zip(bools, row, strict=True) if flag}
+
+
+def stage_raw_file(raw_file: Path, *, warehouse: Path, source: str, entity: str, fmt: str, batch_id: str,
+                   agency_codes: list[str], pseudonym_key: bytes, threads: int | None = None,
+                   memory_limit: str = "1GB") -> StageResult:
+    """Stage one raw batch file into staging + quarantine, atomically, and count both sides."""
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    try:
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute("SET preserve_insertion_order = false")
+        setup_connection(con, pseudonym_key)
+        con.execute("CREATE TEMP TABLE agencies (agency_code VARCHAR)")
+        if agency_codes:
+            con.executemany("INSERT INTO agencies VALUES (?)", [[a] for a in agency_codes])
+        con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet({_lit(str(raw_file))})")
+        xcols = x_marked_columns(con, "raw", entity)
+        staged_sql, quarantine_sql = staging_select(source, entity, fmt, "raw", "agencies", xcols)
+        stg_path = store.copy_query_to_table(con, staged_sql, warehouse, stg_table(source, entity), name=batch_id)
+        q_path = store.copy_query_to_table(con, quarantine_sql, warehouse, quarantine_table(source, entity),
+                                           name=batch_id)
+        rows_raw = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+        rows_staged = con.execute(f"SELECT count(*) FROM read_parquet({_lit(str(stg_path))})").fetchone()[0]
+        rules = dict(con.execute(f"SELECT _rule, count(*) FROM read_parquet({_lit(str(q_path))}) GROUP BY 1")
+                     .fetchall())
+        rows_q = sum(rules.values())
+        if rows_q == 0:
+            q_path.unlink(missing_ok=True)  # no empty quarantine files
+        ts_col = "rated_at" if entity == "ratings" else "updated_at"
+        lo, hi = con.execute(f"SELECT min({ts_col}), max({ts_col}) FROM read_parquet({_lit(str(stg_path))})"
+                             ).fetchone()
+    finally:
+        con.close()
+    return StageResult(batch_id, rows_raw, rows_staged, rows_q, rules, lo, hi, time.perf_counter() - t0)
+
