@@ -1,0 +1,265 @@
+"""From an inbox file (or pulled records) to raw + staging + quarantine, with the ledger kept honest.
+
+Prefect-free: the nightly flow wraps these functions in tasks. One batch per file; the same content (SHA-256)
+is ingested once whatever its name; inbox files are only read, never changed or moved.
+
+Crash safety: a batch is recorded as ``running`` before any file is written and ``staged`` only after its raw,
+staging and quarantine files are all in place. Each file is published atomically (written aside, renamed). A
+run that finds ``running`` batches left by a killed process deletes their files and ingests the input again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from transforms.contracts import ENTITY_SOURCE, raw_table
+from transforms.staging import StageResult, stage_raw_file
+from warehouse import store
+from warehouse.ledger import Ledger
+
+KINDS = {".csv": "csv", ".xlsx": "xlsx", ".json": "json", ".jsonl": "jsonl"}
+AGENCY_COLUMNS = ["agency_code", "agency_name", "level", "parent_code", "valid_from", "valid_to",
+                  "successor_code", "legal_basis"]
+AGENCY_LEVELS = {"province", "district", "commune", "department"}
+
+
+@dataclass
+class InboxFile:
+    path: Path
+    rel: str
+    source: str | None
+    entity: str | None
+    kind: str | None
+    problem: str | None = None  # why it cannot be ingested (unknown folder or extension)
+
+
+@dataclass
+class FileOutcome:
+    rel: str
+    status: str  # staged | duplicate | rejected | failed
+    batch_id: str | None = None
+    sha256: str | None = None
+    source: str | None = None
+    entity: str | None = None
+    file_kind: str | None = None
+    rows_raw: int = 0
+    rows_staged: int = 0
+    rows_quarantined: int = 0
+    rules: dict[str, int] = field(default_factory=dict)
+    unknown_columns: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    duplicate_of: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def discover(inbox: Path) -> list[InboxFile]:
+    """Every file under ``<inbox>/<source>/<entity>/``; anything else under the inbox is reported, not ignored."""
+    inbox = Path(inbox)
+    out: list[InboxFile] = []
+    for p in sorted(inbox.rglob("*")):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        rel = p.relative_to(inbox).as_posix()
+        parts = p.relative_to(inbox).parts
+        if len(parts) == 1 and p.name in ("agencies.csv", "manifest.json", "README.md"):
+            continue  # configuration and documentation at the inbox root
+        kind = KINDS.get(p.suffix.lower())
+        if len(parts) != 3 or ENTITY_SOURCE.get(parts[1]) != parts[0]:
+            out.append(InboxFile(p, rel, None, None, kind,
+                                 problem="not under <source>/<entity>/ (expected e.g. one_stop/dossiers/ or "
+                                         "dvc_portal/payments/)"))
+            continue
+        if kind is None:
+            out.append(InboxFile(p, rel, parts[0], parts[1], None,
+                                 problem=f"unsupported file type '{p.suffix}' (expected .xlsx, .csv, .json, .jsonl)"))
+            continue
+        out.append(InboxFile(p, rel, parts[0], parts[1], kind))
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def new_batch_id(sha256: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"b{now:%Y%m%dT%H%M%S%f}-{sha256[:10]}"
+
+
+def load_agencies(path: Path) -> list[dict]:
+    """agencies.csv (sources.md section 4), checked: a broken configuration stops the run with a clear message."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"agencies file not found: {path} (put agencies.csv at the inbox root or set "
+                                f"TTHC_AGENCIES_PATH)")
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in AGENCY_COLUMNS[:6] if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(AGENCY_COLUMNS)}")
+        rows = [{k: (v or "").strip() or None for k, v in r.items()} for r in reader]
+    seen = set()
+    for i, r in enumerate(rows, start=2):
+        code = r.get("agency_code")
+        if not code:
+            raise ValueError(f"{path}, line {i}: agency_code is empty")
+        if code in seen:
+            raise ValueError(f"{path}, line {i}: agency_code {code} is listed twice")
+        seen.add(code)
+        if r.get("level") not in AGENCY_LEVELS:
+            raise ValueError(f"{path}, line {i}, column level: '{r.get('level')}' is not one of "
+                             f"{', '.join(sorted(AGENCY_LEVELS))}")
+        for c in ("valid_from", "valid_to"):
+            if r.get(c):
+                try:
+                    datetime.strptime(r[c], "%Y-%m-%d")
+                except ValueError:
+                    raise ValueError(f"{path}, line {i}, column {c}: '{r[c]}' is not a date YYYY-MM-DD") from None
+    for i, r in enumerate(rows, start=2):
+        for c in ("parent_code", "successor_code"):
+            if r.get(c) and r[c] not in seen:
+                raise ValueError(f"{path}, line {i}, column {c}: {r[c]} is not an agency of this file")
+    return rows
+
+
+def _with_lineage(batches: Iterable[pa.RecordBatch], batch_id: str, source_file: str, ingested_at: datetime,
+                  fmt: str) -> Iterator[pa.Table]:
+    for b in batches:
+        n = b.num_rows
+        t = pa.Table.from_batches([b])
+        t = t.append_column("_batch_id", pa.array([batch_id] * n, pa.string()) if n else pa.array([], pa.string()))
+        t = t.append_column("_source_file", pa.array([source_file] * n, pa.string()))
+        t = t.append_column("_ingested_at", pa.array([ingested_at] * n, pa.timestamp("us")))
+        t = t.append_column("_format", pa.array([fmt] * n, pa.string()))
+        yield t
+
+
+def raw_schema_with_lineage(source: str, entity: str) -> pa.Schema:
+    from transforms.readers import raw_schema
+
+    s = raw_schema(source, entity)
+    for name, typ in (("_batch_id", pa.string()), ("_source_file", pa.string()),
+                      ("_ingested_at", pa.timestamp("us")), ("_format", pa.string())):
+        s = s.append(pa.field(name, typ))
+    return s
+
+
+def ingest_raw(batches: Iterable[pa.RecordBatch], *, warehouse: Path, source: str, entity: str, fmt: str,
+               source_file: str, batch_id: str, agencies: Iterable[str], pseudonym_key: bytes,
+               ingested_at: datetime | None = None) -> StageResult:
+    """Write raw batches (reader schema) as the raw table's batch file, then stage it. Used by files and pulls."""
+    ingested_at = ingested_at or datetime.now(UTC).replace(tzinfo=None)
+    writer = store.BatchFileWriter(warehouse, raw_table(source, entity), batch_id,
+                                   raw_schema_with_lineage(source, entity))
+    try:
+        for t in _with_lineage(batches, batch_id, source_file, ingested_at, fmt):
+            writer.write(t)
+        raw_path = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return stage_raw_file(raw_path, warehouse=warehouse, source=source, entity=entity, fmt=fmt, batch_id=batch_id,
+                          agency_codes=sorted(set(agencies)), pseudonym_key=pseudonym_key)
+
+
+def recover(warehouse: Path, ledger: Ledger) -> list[str]:
+    """Remove what a killed run left half-done; return the batch ids that were rolled back."""
+    crashed = ledger.crashed_batches()
+    store.remove_batch_files(warehouse, crashed)
+    ledger.mark_crashed(crashed)
+    return crashed
+
+
+def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, agency_codes: Iterable[str],
+                pseudonym_key: bytes, batch_rows: int = 500_000) -> FileOutcome:
+    """Ingest one inbox file as one batch. Never raises for bad input: the outcome says what happened."""
+    from transforms.readers import FileRejected, read_file
+
+    t0 = time.perf_counter()
+    out = FileOutcome(rel=f.rel, status="failed", source=f.source, entity=f.entity, file_kind=f.kind)
+    size = f.path.stat().st_size
+    sha = sha256_file(f.path)
+    out.sha256 = sha
+    if f.problem:
+        prior = ledger.ingested_batch_for(sha)
+        if prior:
+            out.status, out.duplicate_of = "duplicate", prior
+            return out
+        batch_id = new_batch_id(sha)
+        ledger.begin_batch(batch_id, run_id, sha256=sha, path=f.rel, size_bytes=size, source=f.source,
+                           entity=f.entity, file_kind=f.kind)
+        ledger.finish_batch(batch_id, "rejected", error=f"{f.rel}: {f.problem}")
+        out.status, out.batch_id, out.error = "rejected", batch_id, f"{f.rel}: {f.problem}"
+        return out
+    prior = ledger.ingested_batch_for(sha)
+    if prior:
+        out.status, out.duplicate_of = "duplicate", prior
+        return out
+    ledger.record_file(sha, size, f.rel, f.source, f.entity, f.kind)
+    batch_id = new_batch_id(sha)
+    out.batch_id = batch_id
+    ledger.begin_batch(batch_id, run_id, sha256=sha, path=f.rel, size_bytes=size, source=f.source,
+                       entity=f.entity, file_kind=f.kind)
+    try:
+        result = read_file(f.path, f.source, f.entity, batch_rows=batch_rows)
+        out.unknown_columns = list(result.unknown_columns)
+        ledger.update_batch(batch_id, format=result.format, encoding=result.encoding,
+                            unknown_columns=out.unknown_columns)
+        t_read = time.perf_counter()
+        stage = ingest_raw(result.batches, warehouse=warehouse, source=f.source, entity=f.entity,
+                           fmt=result.format, source_file=f.rel, batch_id=batch_id, agencies=agency_codes,
+                           pseudonym_key=pseudonym_key)
+    except FileRejected as exc:
+        store.remove_batch_files(warehouse, [batch_id])
+        out.status, out.error = "rejected", str(exc)
+        ledger.finish_batch(batch_id, "rejected", error=str(exc))
+        out.seconds = time.perf_counter() - t0
+        return out
+    except Exception as exc:  # an unexpected failure: recorded, files rolled back, other files go on
+        store.remove_batch_files(warehouse, [batch_id])
+        out.status, out.error = "failed", f"{f.rel}: {type(exc).__name__}: {exc}"
+        ledger.finish_batch(batch_id, "failed", error=out.error)
+        if isinstance(exc, OSError):
+            raise  # I/O trouble (disk, network share): the flow's task retries the whole file
+        out.seconds = time.perf_counter() - t0
+        return out
+    out.status = "staged"
+    out.rows_raw, out.rows_staged, out.rows_quarantined = stage.rows_raw, stage.rows_staged, stage.rows_quarantined
+    out.rules = stage.rules
+    out.seconds = time.perf_counter() - t0
+    ledger.finish_batch(batch_id, "staged", rows_raw=stage.rows_raw, rows_staged=stage.rows_staged,
+                        rows_quarantined=stage.rows_quarantined, read_seconds=t_read - t0,
+                        stage_seconds=stage.seconds, min_updated_at=stage.min_updated_at,
+                        max_updated_at=stage.max_updated_at)
+    return out
+
+
+def summarize(outcomes: list[FileOutcome]) -> dict:
+    s = {"files": len(outcomes), "staged": 0, "duplicate": 0, "rejected": 0, "failed": 0,
+         "rows_raw": 0, "rows_staged": 0, "rows_quarantined": 0}
+    for o in outcomes:
+        s[o.status] = s.get(o.status, 0) + 1
+        s["rows_raw"] += o.rows_raw
+        s["rows_staged"] += o.rows_staged
+        s["rows_quarantined"] += o.rows_quarantined
+    return s
+
+
+def outcomes_json(outcomes: list[FileOutcome]) -> str:
+    return json.dumps([o.as_dict() for o in outcomes], ensure_ascii=False, default=str)

@@ -1,0 +1,116 @@
+"""``tthc run`` (the nightly flow, locally) and ``tthc status`` (the ledger's recent batches)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tthc.cli import app
+from tthc.settings import get_settings
+
+console = Console(stderr=False)
+
+
+def _parse_date(s: str | None) -> date | None:
+    if s is None:
+        return None
+    try:
+        return datetime.strptime(s, "%Y-%m-%d").date()
+    except ValueError:
+        raise typer.BadParameter(f"'{s}' is not a date YYYY-MM-DD") from None
+
+
+def _batch_table(rows: list[dict], title: str) -> Table:
+    t = Table(title=title, show_lines=False)
+    for col in ("batch", "file", "status", "raw", "staged", "quar.", "started (UTC)", "note"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        note = r.get("error") or ""
+        if not note and r.get("unknown_columns") and r["unknown_columns"] != "[]":
+            note = "unknown columns: " + ", ".join(json.loads(r["unknown_columns"]))
+        style = {"rejected": "red", "failed": "red", "gate_failed": "red"}.get(r.get("status"), None)
+        t.add_row(r["batch_id"], r.get("path") or "", r.get("status") or "",
+                  *(str(r.get(k)) if r.get(k) is not None else "" for k in ("rows_raw", "rows_staged",
+                                                                             "rows_quarantined")),
+                  f"{r['started_at']:%Y-%m-%d %H:%M:%S}" if r.get("started_at") else "", note, style=style)
+    return t
+
+
+@app.command()
+def run(
+    inbox: Path = typer.Option(None, help="Inbox folder: <inbox>/<source>/<entity>/<file> (TTHC_INBOX)"),
+    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
+    as_of: str = typer.Option(None, "--as-of", help="Data date YYYY-MM-DD (default: yesterday, Vietnam time)"),
+    full_rebuild: bool = typer.Option(False, "--full-rebuild", help="Rebuild every period of core and marts"),
+) -> None:
+    """Run the nightly flow now, in this process (Prefect's local API unless PREFECT_API_URL is set)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows import progress as flow_progress
+    from flows.nightly import nightly
+    from warehouse.ledger import Ledger
+
+    s = get_settings(inbox=inbox, warehouse=warehouse)
+    day = _parse_date(as_of)
+    bars: dict[str, int] = {}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
+                  transient=False) as prog:
+        def cb(stage: str, done: int, total: int, detail: str) -> None:
+            if stage not in bars:
+                bars[stage] = prog.add_task(stage, total=total, detail="")
+            prog.update(bars[stage], completed=done, total=total, detail=detail[-60:])
+
+        flow_progress.set_callback(cb)
+        try:
+            state = nightly(inbox=str(s.inbox), warehouse=str(s.warehouse), as_of=day, full_rebuild=full_rebuild,
+                            return_state=True)
+        finally:
+            flow_progress.set_callback(None)
+    ledger = Ledger(s.resolved_ledger_url)
+    try:
+        runs = ledger.recent_runs(1)
+        if runs:
+            r = runs[0]
+            console.print(_batch_table(ledger.batches_of_run(r["run_id"]), f"Run {r['run_id']} ({r['status']})"))
+            summary = json.loads(r["summary_json"] or "{}")
+            console.print({k: v for k, v in summary.items() if not isinstance(v, list | dict)})
+    finally:
+        ledger.dispose()
+    if state.is_failed() or state.is_crashed():
+        console.print(f"[red]Run failed:[/red] {state.message}")
+        sys.exit(1)
+    console.print(f"[green]Run completed:[/green] {state.message}")
+
+
+@app.command()
+def status(
+    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
+    limit: int = typer.Option(30, help="How many batches to show"),
+) -> None:
+    """Print the ledger's recent runs and batches."""
+    from warehouse.ledger import Ledger
+
+    s = get_settings(warehouse=warehouse)
+    ledger = Ledger(s.resolved_ledger_url)
+    try:
+        runs = ledger.recent_runs(5)
+        t = Table(title="Recent runs")
+        for col in ("run", "status", "as_of", "started (UTC)", "finished (UTC)", "summary"):
+            t.add_column(col, overflow="fold")
+        for r in runs:
+            summ = json.loads(r["summary_json"] or "{}")
+            brief = ", ".join(f"{k}={v}" for k, v in summ.items() if not isinstance(v, list | dict))
+            t.add_row(r["run_id"], r["status"] or "", str(r["as_of"] or ""),
+                      f"{r['started_at']:%Y-%m-%d %H:%M:%S}" if r["started_at"] else "",
+                      f"{r['finished_at']:%Y-%m-%d %H:%M:%S}" if r["finished_at"] else "", brief)
+        console.print(t)
+        console.print(_batch_table(ledger.recent_batches(limit), "Recent batches"))
+    finally:
+        ledger.dispose()
