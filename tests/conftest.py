@@ -1,0 +1,39 @@
+"""Shared test set-up: analytics off, one Prefect test harness per session (its temporary API costs ~7 s)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+SAMPLE_INBOX = SHARED / "samples" / "inbox"
+SAMPLE_EXPECTED = SHARED / "samples" / "expected"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """Start Prefect's temporary API once for every flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def sample_inbox() -> Path:
+    if not (SAMPLE_INBOX / "manifest.json").exists():
+        pytest.skip(f"the shared sample inbox is absent ({SAMPLE_INBOX}); conformance needs ../shared/samples")
+    return SAMPLE_INBOX
+
+
+@pytest.fixture
+def pseudonym_env(monkeypatch):
+    monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "test-key-not-secret")
