@@ -1,0 +1,174 @@
+"""The publish gate: one call per staged batch, Prefect-free.
+
+``check_batch`` runs, on ``<warehouse>/<table>/<batch_id>.parquet``:
+1. the table's GX suite exactly, in one DuckDB scan (rules.py) -> the counts the gate decides on;
+2. the batch-vs-history checks (history.py): schema drift, volume per agency, freshness, null-share jump;
+3. a GX checkpoint on a narrow bounded sample (gx_runner.py) -> Data Docs and a cross-check;
+and records one ledger row per check (``Ledger.record_dq``). ``GateResult.passed`` is False iff a critical
+check failed; the flow then keeps this batch out of core and marts.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from transforms.quality import history, rules
+from transforms.quality.model import CheckResult, GateResult
+from warehouse.store import table_dir
+
+
+def _as_of(settings, as_of: date | None) -> date:
+    if as_of is not None:
+        return as_of
+    if settings is not None and getattr(settings, "as_of", None):
+        return settings.as_of
+    return (datetime.now(timezone(timedelta(hours=7))) - timedelta(days=1)).date()
+
+
+def _connect(settings=None):
+    import duckdb
+
+    con = duckdb.connect(config={"threads": 2, "memory_limit": getattr(settings, "dq_memory_limit", None) or "1GB",
+                                 "preserve_insertion_order": False})
+    return con
+
+
+def _message(table, source_file, rule, r: dict) -> str:
+    e = r["exp"]
+    where = f"{table}, file {source_file or '?'}"
+    if r["success"]:
+        return f"{where}: rule {rule} passed"
+    t = e["type"]
+    if t == "expect_column_to_exist":
+        return f"{where}: rule {rule} failed: column {e['kwargs']['column']} is missing"
+    if t == "expect_column_values_to_be_of_type":
+        o = r["observed"]
+        return f"{where}: rule {rule} failed: type is {o['observed_type']}, expected {o['expected_type']}"
+    if t == "expect_table_row_count_to_be_between":
+        return (f"{where}: rule {rule} failed: {r['observed']['row_count']} rows, expected between "
+                f"{e['kwargs'].get('min_value')} and {e['kwargs'].get('max_value')}")
+    ex = f"; e.g. {', '.join(r['examples'][:3])}" if r["examples"] else ""
+    return (f"{where}: rule {rule} failed on {r['unexpected_count']:,} of {r['element_count']:,} rows "
+            f"({r['unexpected_percent']:.2f}%){ex}")
+
+
+def _gx_sample(con, path: Path, suite: dict, types: dict, failed: list[dict], id_column: str, n: int):
+    from transforms.quality import gx_runner
+
+    exps = [e for e in gx_runner.gx_expectations(suite)
+            if all(c in types for c in rules.expectation_columns(e))]
+    cols = {"_source_row", id_column} | {c for e in exps for c in rules.expectation_columns(e)}
+    cols = [c for c in types if c in cols]
+    src = f"read_parquet({rules.lit(str(path))})"
+    picks = [f"(SELECT _source_row FROM {src} USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE (7))"]
+    for r in failed:
+        e = r["exp"]
+        if e["type"] == "expect_compound_columns_to_be_unique":
+            kc = ", ".join(rules.q(c) for c in e["kwargs"]["column_list"])
+            picks.append(f"(SELECT _source_row FROM {src} WHERE ({kc}) IN (SELECT ({kc}) FROM {src} GROUP BY {kc} "
+                         f"HAVING count(*) > 1) LIMIT {gx_runner.BAD_ROWS_PER_RULE})")
+        elif e["meta"].get("engine", "gx") == "gx":
+            w = rules.bad_rows_sql(e)
+            if w:
+                picks.append(f"(SELECT _source_row FROM {src} WHERE {w} LIMIT {gx_runner.BAD_ROWS_PER_RULE})")
+    sql = (f"SELECT {', '.join(rules.q(c) for c in cols)} FROM {src} WHERE _source_row IN "
+           f"({' UNION '.join(picks)})")
+    cur = con.cursor()
+    try:
+        df = cur.sql(sql).to_arrow_table().to_pandas()
+    finally:
+        cur.close()
+    return gx_runner, df
+
+
+def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_id=None, settings=None,
+                as_of: date | None = None) -> GateResult:
+    warehouse = Path(warehouse)
+    path = table_dir(warehouse, table) / f"{batch_id}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"staged batch not found: {path}")
+    suite = rules.load_suite(table)
+    meta = suite["meta"]
+    id_column = meta["key"][0]
+    th = history.Thresholds.from_settings(settings)
+    day = _as_of(settings, as_of)
+    con = _connect(settings)
+    t0 = time.perf_counter()
+    try:
+        raw, profile = rules.evaluate(con, path, table, warehouse, id_column)
+        source_file = None
+        if "_source_file" in profile["types"]:
+            source_file = con.execute(f"SELECT any_value(_source_file) FROM read_parquet({rules.lit(str(path))})"
+                                      ).fetchone()[0]
+        fname = Path(source_file).name if source_file else batch_id
+        label = f"{table}, file {fname}"
+        results: list[CheckResult] = []
+        for r in raw:
+            e = r["exp"]
+            results.append(CheckResult(
+                name=e["meta"]["rule"], severity=e["meta"]["severity"], success=r["success"],
+                unexpected_count=r["unexpected_count"], unexpected_percent=round(r["unexpected_percent"], 4),
+                examples=r["examples"], message=_message(table, fname, e["meta"]["rule"], r),
+                expectation_type=e["type"], element_count=r["element_count"],
+                kind="batch_rule" if e["type"].startswith("expect_table") or e["type"] in (
+                    "expect_column_to_exist", "expect_column_values_to_be_of_type") else "row_rule",
+                observed=r["observed"]))
+        # history
+        idx = history.batch_index(con, warehouse, table)
+        pos = next((i for i, b in enumerate(idx) if b["batch_id"] == batch_id), len(idx))
+        earlier = idx[:pos]
+        fmt = next((b["format"] for b in idx if b["batch_id"] == batch_id), None)
+        prev = next((b for b in reversed(earlier) if b["format"] == fmt), None)
+        prev_profile = None
+        if prev is not None:
+            prev_profile = _profile(con, prev["path"])
+        results += history.schema_drift(prev["path"] if prev else None, path, prev_profile, profile, label)
+        results += history.null_share_jump(prev_profile, profile, label, th, prev["batch_id"] if prev else None)
+        results += history.freshness(table, profile, day, th, label)
+        results += history.volume(con, table, path, earlier, profile, th, label)
+        t1 = time.perf_counter()
+        # GX checkpoint on a narrow bounded sample
+        gx_seconds = 0.0
+        n_sample = getattr(settings, "dq_gx_sample_rows", None)
+        n_sample = 5_000 if n_sample is None else int(n_sample)
+        if n_sample > 0 and profile["rows"] > 0:
+            failed = [r for r in raw if not r["success"]]
+            gx_runner, df = _gx_sample(con, path, suite, profile["types"], failed, id_column, n_sample)
+            g0 = time.perf_counter()
+            gx = gx_runner.validate_sample(table, batch_id, suite, df)
+            gx_seconds = time.perf_counter() - g0
+            for cr in results:
+                if cr.name in gx:
+                    cr.observed["gx_sample"] = {**gx[cr.name], "sample_rows": len(df)}
+    finally:
+        con.close()
+    for cr in results:
+        cr.table, cr.batch_id, cr.source_file = table, batch_id, fname
+    gr = GateResult(table=table, batch_id=batch_id, source_file=fname, rows=profile["rows"], results=results,
+                    gx_seconds=gx_seconds, duckdb_seconds=t1 - t0)
+    if ledger is not None:
+        ledger.record_dq(ledger_rows(gr, meta, run_id))
+    return gr
+
+
+def _profile(con, path: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    types = {f.name: str(f.type) for f in pq.read_schema(path)}
+    cols = [c for c in types if not c.startswith("_")]
+    sel = ", ".join(["count(*)"] + [f"count({rules.q(c)})" for c in cols])
+    row = con.execute(f"SELECT {sel} FROM read_parquet({rules.lit(str(path))})").fetchone()
+    return {"rows": row[0], "non_null": dict(zip(cols, row[1:])), "types": types}
+
+
+def ledger_rows(gr: GateResult, meta: dict, run_id: str | None) -> list[dict]:
+    return [{
+        "run_id": run_id, "batch_id": gr.batch_id, "table_name": gr.table, "source": meta["source"],
+        "entity": meta["entity"], "agency_code": r.agency_code, "check_name": r.name,
+        "expectation_type": r.expectation_type, "severity": r.severity, "success": r.success,
+        "element_count": r.element_count, "unexpected_count": r.unexpected_count,
+        "unexpected_percent": r.unexpected_percent, "examples_json": r.examples,
+        "observed_json": {**r.observed, "message": r.message, "source_file": gr.source_file, "kind": r.kind},
+    } for r in gr.results]

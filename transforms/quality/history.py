@@ -1,0 +1,186 @@
+"""Batch-level checks that need history: what a row rule cannot see.
+
+- schema drift: against the previous batch of the same table and source format (``_format``): a column that
+  disappeared or changed type (critical), a new column (warning), a column that was filled and is now empty in
+  every row (warning: the export stopped sending it).
+- volume anomaly: per agency (or per table when it has no agency), rows per covered day of this batch against
+  the median of its trailing batches; a commune that usually sends 30 a day and now sends 0 or 3,000.
+- freshness: the newest ``updated_at`` of the batch is older than ``as_of - freshness_lag_days``.
+- null-share jump: the share of empty values of a column rose sharply against the previous batch of the format.
+History comes from the staged Parquet itself (two narrow columns per earlier batch), so it works without a ledger
+and a rebuilt ledger cannot make it lie.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from transforms.quality.model import CheckResult
+from transforms.quality.rules import lit, q
+from warehouse.store import table_files
+
+LINEAGE = ("_batch_id", "_source_file", "_source_row", "_ingested_at", "_format", "_source_line", "_extra")
+FRESHNESS_EXEMPT = {"stg_dvc_portal__procedures"}  # a catalogue snapshot legitimately keeps old updated_at
+
+
+@dataclass
+class Thresholds:
+    freshness_lag_days: int = 3
+    volume_history_batches: int = 30
+    volume_min_history: int = 3
+    volume_low_factor: float = 0.2
+    volume_high_factor: float = 5.0
+    volume_min_expected_rows: float = 10.0
+    null_jump: float = 0.30
+    null_jump_min_rows: int = 20
+
+    @classmethod
+    def from_settings(cls, settings) -> Thresholds:
+        t = cls()
+        if settings is not None:
+            for name in t.__dataclass_fields__:
+                v = getattr(settings, name, None) if hasattr(type(settings), "model_fields") and \
+                    name in type(settings).model_fields else getattr(settings, name, None)
+                if v is not None:
+                    setattr(t, name, type(getattr(t, name))(v))
+        return t
+
+
+def batch_index(con, warehouse: Path, table: str) -> list[dict]:
+    """Every staged batch of the table, oldest first: batch_id, format, ingested_at, path."""
+    out = []
+    for f in table_files(warehouse, table):
+        r = con.execute(f"SELECT any_value(_format), max(_ingested_at) FROM read_parquet({lit(str(f))})"
+                        ).fetchone()
+        out.append({"batch_id": f.stem, "format": r[0], "ingested_at": r[1], "path": f})
+    out.sort(key=lambda b: (b["ingested_at"] or datetime.min, b["batch_id"]))
+    return out
+
+
+def _hres(name, severity, ok, message, *, count=0, pct=0.0, elements=0, agency=None, observed=None,
+          etype="") -> CheckResult:
+    return CheckResult(name=name, severity=severity, success=ok, unexpected_count=count, unexpected_percent=pct,
+                       element_count=elements, message=message, kind="history", agency_code=agency,
+                       observed=observed or {}, expectation_type=etype)
+
+
+def schema_drift(prev_path: Path | None, path: Path, prev_profile: dict | None, profile: dict,
+                 label: str) -> list[CheckResult]:
+    if prev_path is None:
+        return [_hres("schema_drift", "critical", True, f"{label}: no earlier batch of this format to compare",
+                      etype="batch:schema_drift", observed={"previous_batch": None})]
+    prev = {f.name: str(f.type) for f in pq.read_schema(prev_path)}
+    cur = profile["types"]
+    gone = sorted(c for c in prev if c not in cur)
+    changed = sorted(c for c in prev if c in cur and prev[c] != cur[c] and cur[c] != "null")
+    new = sorted(c for c in cur if c not in prev)
+    emptied = sorted(c for c in cur if c not in LINEAGE and c in prev
+                     and prev_profile["non_null"].get(c, 0) > 0 and profile["non_null"].get(c, 0) == 0
+                     and profile["rows"] > 0)
+    out = [_hres("schema_drift:columns", "critical", not gone and not changed,
+                 f"{label}: against the previous batch of this format ({prev_path.stem}) columns missing {gone or '-'}, "
+                 f"type changed {[f'{c}: {prev[c]} -> {cur[c]}' for c in changed] or '-'}"
+                 if gone or changed else f"{label}: same columns and types as {prev_path.stem}",
+                 count=len(gone) + len(changed), elements=len(prev), etype="batch:schema_drift",
+                 observed={"missing": gone, "type_changed": {c: [prev[c], cur[c]] for c in changed},
+                           "previous_batch": prev_path.stem})]
+    out.append(_hres("schema_drift:new_or_emptied", "warning", not new and not emptied,
+                     f"{label}: new columns {new or '-'}; columns filled before and now empty in every row {emptied or '-'} "
+                     f"(against {prev_path.stem})" if new or emptied else f"{label}: no new or emptied column",
+                     count=len(new) + len(emptied), elements=len(cur), etype="batch:schema_drift",
+                     observed={"new": new, "emptied": emptied, "previous_batch": prev_path.stem}))
+    return out
+
+
+def null_share_jump(prev_profile: dict | None, profile: dict, label: str, th: Thresholds,
+                    prev_batch: str | None) -> list[CheckResult]:
+    if prev_profile is None or prev_profile["rows"] < th.null_jump_min_rows or profile["rows"] < th.null_jump_min_rows:
+        return []
+    jumps = {}
+    for c, nn in profile["non_null"].items():
+        if c not in prev_profile["non_null"] or nn == 0:  # fully emptied columns are schema drift
+            continue
+        before = 1 - prev_profile["non_null"][c] / prev_profile["rows"]
+        now = 1 - nn / profile["rows"]
+        if now - before >= th.null_jump:
+            jumps[c] = (round(before, 3), round(now, 3))
+    msg = (f"{label}: share of empty values jumped against {prev_batch}: "
+           + ", ".join(f"{c} {b:.0%} -> {n:.0%}" for c, (b, n) in jumps.items())) if jumps else \
+        f"{label}: no empty-share jump"
+    return [_hres("null_share_jump", "warning", not jumps, msg, count=len(jumps),
+                  elements=len(profile["non_null"]), etype="batch:null_share_jump",
+                  observed={"jumps": jumps, "previous_batch": prev_batch, "threshold": th.null_jump})]
+
+
+def freshness(table: str, profile: dict, as_of: date, th: Thresholds, label: str) -> list[CheckResult]:
+    newest = profile.get("max_updated_at")
+    if table in FRESHNESS_EXEMPT or newest is None and "updated_at" not in profile["types"]:
+        return []
+    limit = as_of - timedelta(days=th.freshness_lag_days)
+    newest_d = newest.date() if isinstance(newest, datetime) else newest
+    ok = newest_d is not None and newest_d >= limit
+    lag = (as_of - newest_d).days if newest_d else None
+    msg = (f"{label}: stale export, newest updated_at is {newest_d} ({lag} days before {as_of}); at most "
+           f"{th.freshness_lag_days} days allowed") if not ok else f"{label}: newest updated_at {newest_d} is fresh"
+    return [_hres("freshness", "warning", ok, msg, count=0 if ok else 1, elements=1, etype="batch:freshness",
+                  observed={"max_updated_at": str(newest), "as_of": str(as_of), "lag_days": lag,
+                            "allowed_lag_days": th.freshness_lag_days})]
+
+
+def volume(con, table: str, path: Path, history: list[dict], profile: dict, th: Thresholds,
+           label: str) -> list[CheckResult]:
+    if "updated_at" not in profile["types"]:
+        return []
+    trail = history[-th.volume_history_batches:]
+    if len(trail) < th.volume_min_history:
+        return [_hres("volume", "warning", True,
+                      f"{label}: only {len(trail)} earlier batches; volume check needs {th.volume_min_history}",
+                      etype="batch:volume", observed={"history_batches": len(trail)})]
+    has_agency = "agency_code" in profile["types"]
+    agency = "agency_code" if has_agency else "NULL"
+    files = [str(b["path"]) for b in trail] + [str(path)]
+    rows = con.execute(f"""
+        WITH t AS (SELECT _batch_id, {agency} AS agency_code, updated_at
+                   FROM read_parquet([{', '.join(lit(f) for f in files)}], union_by_name=true)),
+             span AS (SELECT _batch_id, greatest(1, date_diff('day', min(updated_at)::DATE,
+                            max(updated_at)::DATE) + 1) AS days FROM t GROUP BY _batch_id)
+        SELECT t._batch_id, agency_code, count(*) AS n, any_value(span.days) AS days
+        FROM t JOIN span USING (_batch_id) GROUP BY ALL""").fetchall()
+    cur_id = path.stem
+    days: dict[str, int] = {}
+    counts: dict[tuple[str, str | None], int] = {}
+    for b, a, n, d in rows:
+        days[b] = d
+        counts[(b, a)] = n
+    hist_ids = [b["batch_id"] for b in trail if b["batch_id"] in days]
+    agencies = sorted({a for (_, a) in counts}, key=lambda x: (x is None, x or ""))
+    out = []
+    cur_days = days.get(cur_id, 1)
+    for a in agencies:
+        rates = [counts.get((b, a), 0) / days[b] for b in hist_ids]
+        # an agency only counts as "usually sending" if it appears in most trailing batches
+        if sum(1 for r in rates if r > 0) < th.volume_min_history:
+            continue
+        base = statistics.median(rates)
+        expected = base * cur_days
+        n = counts.get((cur_id, a), 0)
+        if expected < th.volume_min_expected_rows:
+            continue
+        rate = n / cur_days
+        low, high = rate < base * th.volume_low_factor, rate > base * th.volume_high_factor
+        who = a if a is not None else table
+        msg = (f"{label}: volume anomaly, agency {who} sent {n} rows over {cur_days} day(s), usually about "
+               f"{expected:.0f} ({base:.1f} a day, median of {len(hist_ids)} earlier batches)")
+        out.append(_hres(f"volume:{who}", "warning", not (low or high), msg if (low or high) else
+                         f"{label}: {who} volume {n} within bounds of {expected:.0f}",
+                         count=n, pct=100.0 * rate / base if base else 0.0, elements=int(round(expected)),
+                         agency=a, etype="batch:volume",
+                         observed={"rows": n, "days": cur_days, "baseline_per_day": base,
+                                   "expected_rows": expected, "direction": "low" if low else "high" if high else "ok",
+                                   "history_batches": len(hist_ids)}))
+    return out
