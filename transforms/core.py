@@ -1,0 +1,339 @@
+"""Staging -> core: one row per business record (latest version), with the derived fields of docs/kpis.md.
+
+Tables written (``<warehouse>/<table>/data.parquet``, replaced atomically):
+- ``core_agencies``: agencies.csv typed, with the procedure level an agency's level maps to (settled detail 8).
+- ``core_procedures``: every dated catalogue version (not only the latest), with ``in_force_from`` /
+  ``in_force_to`` so the catalogue in force on any date can be read: the latest version with
+  ``date(updated_at) <= day``, else the earliest one (settled details 8 and 15).
+- ``core_dossiers``: latest version per dossier (latest ``updated_at``; tie: later ``_ingested_at``, then greater
+  ``_batch_id``, then greater ``_source_row``), with the received flag, the due date (``date(due_at)``, else
+  ``add_working_days(date(received_at), Thời hạn giải quyết)`` of the catalogue version in force on the received
+  date), the end date (``date(finished_at)``, else ``date(returned_at)`` for statuses 7-10), the field code/name
+  (the dossier's, else its procedure's), the paper-result flag (unknown counts as paper, settled detail 12), the
+  supplement rule's format (settled detail 5) and the owner agency on the received date (rule 9, first step).
+  No personal data: only ``applicant_pseudonym``.
+- ``core_feedback``, ``core_ratings``, ``core_payments``, ``core_e_certifications``: latest version per record
+  (ratings: latest ``rated_at``, settled detail 17), with dates and the owner on the record's date.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from transforms.calendar import FIRST_YEAR, LAST_YEAR, get_calendar
+from warehouse.store import copy_query_to_table, table_exists, table_glob
+
+EXPECTATIONS = Path(__file__).resolve().parent.parent / "expectations" / "tables"
+
+STAGED = {
+    "dossiers": "stg_one_stop__dossiers",
+    "procedures": "stg_dvc_portal__procedures",
+    "payments": "stg_dvc_portal__payments",
+    "ratings": "stg_dvc_portal__ratings",
+    "feedback": "stg_dvc_portal__feedback",
+    "e_certifications": "stg_dvc_portal__e_certifications",
+}
+NUMERIC_CODE_LISTS = {"dossier_status", "channel", "online_payment", "payment_channel", "online_level", "rating"}
+LINEAGE = {"_batch_id": "VARCHAR", "_source_file": "VARCHAR", "_source_row": "BIGINT",
+           "_ingested_at": "TIMESTAMP", "_format": "VARCHAR"}
+# "the file ingested later wins" on an updated_at tie
+LATER_INGEST = "_ingested_at DESC NULLS LAST, _batch_id DESC NULLS LAST, _source_row DESC NULLS LAST"
+
+
+def duck(warehouse: Path | None = None, memory_limit: str | None = None, threads: int | None = None):
+    """A DuckDB connection with bounded memory (spills to ``<warehouse>/.duckdb_tmp``)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit='{memory_limit or os.environ.get('TTHC_DUCKDB_MEMORY', '1GB')}'")
+    con.execute(f"SET threads={threads or min(4, os.cpu_count() or 1)}")
+    con.execute("SET preserve_insertion_order=false")
+    if warehouse is not None:
+        tmp = Path(warehouse) / ".duckdb_tmp"
+        con.execute(f"SET temp_directory='{tmp}'")
+    return con
+
+
+def _duck_type(col: dict) -> str:
+    t = col["type"]
+    if t in ("string", "agency", "code_list"):
+        return "VARCHAR"
+    if t in ("int", "money"):
+        return "BIGINT"
+    if t == "bool":
+        return "BOOLEAN"
+    if t == "timestamp":
+        return "TIMESTAMP"
+    if t == "date":
+        return "DATE"
+    if t == "code":
+        return "BIGINT" if col.get("codes") in NUMERIC_CODE_LISTS else "VARCHAR"
+    if t == "supplement_list":
+        return "STRUCT(requested_at TIMESTAMP, received_at TIMESTAMP)[]"
+    raise ValueError(f"unknown contract type {t!r}")
+
+
+def staged_columns(table: str) -> dict[str, str]:
+    """Column -> DuckDB type of a staged table (contract columns without dropped personal data + lineage)."""
+    spec = yaml.safe_load((EXPECTATIONS / f"{table}.yaml").read_text(encoding="utf-8"))
+    cols: dict[str, str] = {}
+    for c in spec["columns"]:
+        if c.get("pii") == "drop":
+            continue
+        if c.get("pii") == "pseudonym":
+            cols[c.get("pseudonym", "applicant_pseudonym")] = "VARCHAR"
+            continue
+        cols[c["name"]] = _duck_type(c)
+    cols.update(LINEAGE)
+    return cols
+
+
+def staged_relation(con, warehouse: Path, table: str) -> str:
+    """SQL for a staged table with every contract column present and typed (missing ones as typed NULLs)."""
+    cols = staged_columns(table)
+    if not table_exists(warehouse, table):
+        sel = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in cols.items())
+        return f"(SELECT {sel} WHERE false)"
+    src = f"read_parquet('{table_glob(warehouse, table)}', union_by_name=true)"
+    have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    sel = ", ".join(f"CAST({c} AS {t}) AS {c}" if c in have else f"CAST(NULL AS {t}) AS {c}"
+                    for c, t in cols.items())
+    return f"(SELECT {sel} FROM {src})"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# agencies and the owner rule
+# ---------------------------------------------------------------------------------------------------------------
+def load_agencies(con, agencies_csv: Path) -> None:
+    """Temp table ``agencies`` (typed agencies.csv) and ``agency_chain`` (code, pos, member): the successor chain."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE agencies AS
+        SELECT trim(agency_code) AS agency_code, trim(agency_name) AS agency_name, lower(trim(level)) AS level,
+               nullif(trim(parent_code), '') AS parent_code,
+               CAST(nullif(trim(valid_from), '') AS DATE) AS valid_from,
+               CAST(nullif(trim(valid_to), '') AS DATE) AS valid_to,
+               nullif(trim(successor_code), '') AS successor_code,
+               nullif(trim(legal_basis), '') AS legal_basis,
+               CASE lower(trim(level)) WHEN 'commune' THEN 'commune' WHEN 'district' THEN 'district'
+                    ELSE 'province' END AS procedure_level
+        FROM read_csv('{Path(agencies_csv)}', all_varchar=true, header=true)
+        WHERE nullif(trim(agency_code), '') IS NOT NULL
+    """)
+    make_agency_chain(con)
+
+
+def make_agency_chain(con) -> None:
+    """Temp tables ``agency_chain`` and ``agency_chain_v`` from the temp table ``agencies``."""
+    rows = con.execute("SELECT agency_code, successor_code FROM agencies").fetchall()
+    succ = dict(rows)
+    chain_rows = []
+    for code in succ:
+        seen, cur, pos = set(), code, 0
+        while cur is not None and cur not in seen:
+            chain_rows.append((code, pos, cur))
+            seen.add(cur)
+            cur = succ.get(cur)
+            pos += 1
+    con.execute("CREATE OR REPLACE TEMP TABLE agency_chain (agency_code VARCHAR, pos INTEGER, member VARCHAR)")
+    if chain_rows:
+        con.executemany("INSERT INTO agency_chain VALUES (?, ?, ?)", chain_rows)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE agency_chain_v AS
+        SELECT c.agency_code, c.pos, c.member, a.valid_from, a.valid_to
+        FROM agency_chain c JOIN agencies a ON a.agency_code = c.member
+    """)
+
+
+def owner_on_date_sql(pairs_sql: str) -> str:
+    """Rule 9, first step, for distinct (agency_code, day) pairs: follow successors while the agency is not valid on
+    the day; a chain ending in an agency not valid on the day keeps that last agency (settled detail 16)."""
+    return f"""
+        SELECT p.agency_code, p.day,
+               coalesce(arg_min(c.member, c.pos) FILTER (WHERE c.valid_from <= p.day
+                                                        AND (c.valid_to IS NULL OR p.day <= c.valid_to)),
+                        arg_max(c.member, c.pos), p.agency_code) AS owner_code
+        FROM ({pairs_sql}) p LEFT JOIN agency_chain_v c ON c.agency_code = p.agency_code
+        GROUP BY p.agency_code, p.day
+    """
+
+
+def load_calendar(con, extra_days_off: Path | None) -> None:
+    """Temp tables ``cal_days`` (day, wd_index, is_working) and ``cal_wd`` (wd_index -> working day)."""
+    cal = get_calendar(extra_days_off)
+    t = cal.working_day_table(date(FIRST_YEAR, 1, 1), date(LAST_YEAR, 12, 31))
+    con.register("_cal_arrow", t)
+    con.execute("CREATE OR REPLACE TEMP TABLE cal_days AS SELECT * FROM _cal_arrow")
+    con.execute("CREATE OR REPLACE TEMP TABLE cal_wd AS SELECT wd_index, day FROM cal_days WHERE is_working")
+    con.unregister("_cal_arrow")
+
+
+def add_wd_sql(day_expr: str, n_expr: str, alias: str) -> tuple[str, str]:
+    """(joins, expression) adding n working days to a date column in SQL using the calendar tables."""
+    joins = (f" LEFT JOIN cal_days {alias}_c ON {alias}_c.day = {day_expr}"
+             f" LEFT JOIN cal_wd {alias}_w ON {alias}_w.wd_index = {alias}_c.wd_index + {n_expr}")
+    expr = f"CASE WHEN {n_expr} = 0 THEN {day_expr} WHEN {n_expr} > 0 THEN {alias}_w.day END"
+    return joins, expr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the build
+# ---------------------------------------------------------------------------------------------------------------
+def _latest(src: str, key: str, order: str = "updated_at DESC NULLS LAST") -> str:
+    return (f"SELECT * FROM {src} WHERE {key} IS NOT NULL "
+            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}, {LATER_INGEST}) = 1")
+
+
+def build_core(warehouse: Path, agencies_csv: Path, *, extra_days_off: Path | None = None,
+               con=None) -> dict[str, int]:
+    """Build every core table from the staged tables; returns rows per core table."""
+    warehouse = Path(warehouse)
+    own = con is None
+    con = con or duck(warehouse)
+    try:
+        return _build_core(con, warehouse, Path(agencies_csv), extra_days_off)
+    finally:
+        if own:
+            con.close()
+
+
+def _write(con, warehouse: Path, table: str, sql: str, order_by: str) -> int:
+    copy_query_to_table(con, f"SELECT * FROM ({sql}) ORDER BY {order_by}", warehouse, table)
+    return con.execute(f"SELECT count(*) FROM read_parquet('{table_glob(warehouse, table)}')").fetchone()[0]
+
+
+def _build_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None) -> dict[str, int]:
+    load_agencies(con, agencies_csv)
+    load_calendar(con, extra_days_off)
+    counts: dict[str, int] = {}
+    S = {k: staged_relation(con, wh, v) for k, v in STAGED.items()}
+
+    counts["core_agencies"] = _write(con, wh, "core_agencies", """
+        SELECT agency_code, agency_name, level, procedure_level, parent_code, valid_from, valid_to,
+               successor_code, legal_basis FROM agencies""", "agency_code")
+
+    # --- procedures: every dated version (exact duplicates of a version collapse to the later ingest) -------
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE procs AS
+        WITH v AS (
+            SELECT * FROM {S['procedures']} WHERE procedure_code IS NOT NULL AND updated_at IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY procedure_code, updated_at ORDER BY {LATER_INGEST}) = 1
+        )
+        SELECT procedure_code, procedure_name, field_code, field_name, levels, online_level, is_online_eligible,
+               is_full_online_eligible, has_sample_dossier, is_paper_result, legal_days, publication_decision_no,
+               publication_decision_date, publication_state, has_simplification_plan, updated_at,
+               CAST(updated_at AS DATE) AS version_date,
+               CAST(row_number() OVER w AS BIGINT) AS version_no,
+               CASE WHEN row_number() OVER w > 1 THEN CAST(updated_at AS DATE) END AS in_force_from,
+               lead(CAST(updated_at AS DATE)) OVER w AS in_force_to,
+               lead(updated_at) OVER w IS NULL AS is_latest_version,
+               _batch_id, _source_file, _source_row
+        FROM v
+        WINDOW w AS (PARTITION BY procedure_code ORDER BY updated_at)
+    """)
+    counts["core_procedures"] = _write(con, wh, "core_procedures", "SELECT * FROM procs",
+                                       "procedure_code, version_no")
+
+    # --- dossiers ------------------------------------------------------------------------------------------
+    con.execute(f"CREATE OR REPLACE TEMP TABLE d_latest AS {_latest(S['dossiers'], 'dossier_id')}")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE d_owner AS {owner_on_date_sql(
+            "SELECT DISTINCT agency_code, CAST(coalesce(received_at, submitted_at, updated_at) AS DATE) AS day "
+            "FROM d_latest")}
+    """)
+    pay = f"({_latest(S['payments'], 'payment_id')})"
+    fb = f"({_latest(S['feedback'], 'feedback_id')})"
+    joins, due_fallback = add_wd_sql("x.received_date", "x.legal_days", "due")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE core_d AS
+        WITH base AS (
+            SELECT d.*, CAST(d.received_at AS DATE) AS received_date,
+                   CAST(coalesce(d.received_at, d.submitted_at, d.updated_at) AS DATE) AS owner_day
+            FROM d_latest d
+        ), x AS (
+            SELECT b.*, p.legal_days, p.is_paper_result AS proc_is_paper_result,
+                   p.field_code AS proc_field_code, p.field_name AS proc_field_name, p.version_no AS proc_version_no
+            FROM base b LEFT JOIN procs p
+              ON p.procedure_code = b.procedure_code
+             AND (p.in_force_from IS NULL OR b.owner_day >= p.in_force_from)
+             AND (p.in_force_to IS NULL OR b.owner_day < p.in_force_to)
+        ), paid AS (
+            SELECT dossier_id, min(CAST(paid_at AS DATE)) AS first_paid_date FROM {pay}
+            WHERE status = 'success' AND paid_at IS NOT NULL GROUP BY dossier_id
+        ), linked AS (
+            SELECT dossier_id, min(CAST(received_at AS DATE)) AS first_feedback_date FROM {fb}
+            WHERE dossier_id IS NOT NULL AND received_at IS NOT NULL GROUP BY dossier_id
+        )
+        SELECT x.dossier_id, x.procedure_code, x.procedure_name,
+               coalesce(nullif(x.field_code, ''), x.proc_field_code) AS field_code,
+               coalesce(nullif(x.field_name, ''), x.proc_field_name) AS field_name,
+               x.agency_code, o.owner_code AS owner_agency_code,
+               coalesce(x.channel, 1) AS channel, x.status,
+               (x.status NOT IN (1, 3) AND x.received_at IS NOT NULL) AS is_received,
+               x.submitted_at, x.received_at, x.received_date, x.due_at, x.finished_at, x.returned_at,
+               x.legal_days, x.proc_version_no AS procedure_version_no,
+               coalesce(CAST(x.due_at AS DATE), {due_fallback}) AS due_date,
+               CASE WHEN x.due_at IS NOT NULL THEN 'due_at'
+                    WHEN x.legal_days IS NOT NULL AND x.received_date IS NOT NULL THEN 'legal_days' END
+                 AS due_date_source,
+               coalesce(CAST(x.finished_at AS DATE),
+                        CASE WHEN x.status BETWEEN 7 AND 10 THEN CAST(x.returned_at AS DATE) END) AS end_date,
+               coalesce(x.proc_is_paper_result, true) AS is_paper_result,
+               CASE WHEN x._format = 'national_sync' THEN 'list' ELSE 'flat' END AS supplement_rule,
+               coalesce(x.supplement_count, 0) AS supplement_count,
+               x.supplement_requested_at, x.supplement_received_at,
+               CASE WHEN x._format = 'national_sync' THEN x.supplement_requests END AS supplement_requests,
+               coalesce(x.has_digitized_components, false) AS has_digitized_components,
+               coalesce(x.has_e_result, false) AS has_e_result,
+               coalesce(x.reused_digitized_data, false) AS reused_digitized_data,
+               x.online_payment, x.fee_vnd,
+               paid.first_paid_date AS first_successful_payment_date,
+               linked.first_feedback_date AS first_linked_feedback_date,
+               x.applicant_pseudonym, x.updated_at,
+               x._format AS source_format, x._batch_id, x._source_file, x._source_row
+        FROM x {joins}
+        LEFT JOIN d_owner o ON o.agency_code = x.agency_code AND o.day = x.owner_day
+        LEFT JOIN paid ON paid.dossier_id = x.dossier_id
+        LEFT JOIN linked ON linked.dossier_id = x.dossier_id
+    """)
+    counts["core_dossiers"] = _write(con, wh, "core_dossiers", "SELECT * FROM core_d", "dossier_id")
+    con.execute("DROP TABLE d_latest; DROP TABLE core_d")
+
+    # --- feedback ------------------------------------------------------------------------------------------
+    fjoins, deadline = add_wd_sql("f.received_date", "15", "dl")
+    counts["core_feedback"] = _write(con, wh, "core_feedback", f"""
+        WITH f AS (SELECT *, CAST(received_at AS DATE) AS received_date FROM {fb}),
+        o AS ({owner_on_date_sql("SELECT DISTINCT agency_code, CAST(received_at AS DATE) AS day FROM " + fb)})
+        SELECT f.feedback_id, f.agency_code, o.owner_code AS owner_agency_code, f.category, f.channel,
+               f.sent_at, f.received_at, f.received_date, f.answered_at, CAST(f.answered_at AS DATE) AS answered_date,
+               f.published_at, f.status, coalesce(f.likes, 0) AS likes, coalesce(f.dislikes, 0) AS dislikes,
+               coalesce(f.is_re_complaint, false) AS is_re_complaint, nullif(f.dossier_id, '') AS dossier_id,
+               {deadline} AS deadline_date, f.updated_at, f._batch_id, f._source_file, f._source_row
+        FROM f {fjoins}
+        LEFT JOIN o ON o.agency_code = f.agency_code AND o.day = f.received_date
+    """, "feedback_id")
+
+    counts["core_ratings"] = _write(con, wh, "core_ratings", f"""
+        SELECT rating_id, dossier_id, rating, rating = 1 AS is_dissatisfied, rated_at,
+               CAST(rated_at AS DATE) AS rated_date, _batch_id, _source_file, _source_row
+        FROM ({_latest(S['ratings'], 'rating_id', 'rated_at DESC NULLS LAST')})
+    """, "rating_id")
+
+    counts["core_payments"] = _write(con, wh, "core_payments", f"""
+        SELECT payment_id, dossier_id, amount_vnd, paid_at, CAST(paid_at AS DATE) AS paid_date, payment_channel,
+               status, status = 'success' AS is_success, updated_at, _batch_id, _source_file, _source_row
+        FROM {pay}
+    """, "payment_id")
+
+    ec = f"({_latest(S['e_certifications'], 'transaction_id')})"
+    counts["core_e_certifications"] = _write(con, wh, "core_e_certifications", f"""
+        WITH e AS (SELECT *, CAST(certified_at AS DATE) AS certified_date FROM {ec}),
+        o AS ({owner_on_date_sql("SELECT DISTINCT agency_code, CAST(certified_at AS DATE) AS day FROM " + ec)})
+        SELECT e.transaction_id, e.agency_code, o.owner_code AS owner_agency_code, e.certified_at,
+               e.certified_date, e.copies, e.updated_at, e._batch_id, e._source_file, e._source_row
+        FROM e LEFT JOIN o ON o.agency_code = e.agency_code AND o.day = e.certified_date
+    """, "transaction_id")
+    return counts

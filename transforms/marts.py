@@ -1,0 +1,535 @@
+"""Core -> marts: the KPIs of docs/kpis.md, Decision 766 indicators and Circular 01/2020 form 06.
+
+How the per-period evaluation stays cheap: a dossier belongs to the population of period P only when
+``received_date <= E`` and it had not ended before ``period_start``, i.e. P overlaps the dossier's live range
+[received_date, end_date (or as_of)]. So for every basis (calendar, cutoff_15) and type (month, quarter, year) we
+compute the index of the period containing the received date and of the one containing the last live day and
+unnest only that index range (typically 1-2 periods per type), join the small period table on the index, classify
+each (dossier, period) pair at E in SQL and aggregate straight away to (owner, period, field) counters. Rule 9's
+second step (owner not valid in P -> successor), roll-ups along ``parent_code`` and the unpivot into KPI rows all
+happen on those small aggregates.
+
+Documented choices where kpis.md leaves room (each pinned by a unit test in tests/unit/marts/):
+- Unknown ``has_digitized_components`` / ``has_e_result`` / ``reused_digitized_data`` count as "no"; an unknown
+  paper-result flag (or a procedure missing from the catalogue) counts as paper (settled detail 12).
+- Publication state unknown counts as "not Dừng công khai" (in the denominator) and not as "Đang công khai".
+- Targets (settled detail 18): for agency A and year Y, the row (Y, A); else the generic row of the latest year
+  <= Y; else the generic row of the earliest year in the file.
+- ``changed_periods`` returns every period label (both bases) that ends on or after the earliest changed date
+  and has started by as_of: a changed record can move every later period (settled detail 3) and next year's
+  e-certification target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from transforms.calendar import PERIOD_BASES, PERIOD_TYPES, periods_between
+from transforms.core import duck, make_agency_chain
+from warehouse.store import table_exists, table_glob, write_table
+
+MART_KPI = "mart_kpi__agency_period"
+MART_766 = "mart_766__agency_period"
+MART_F06 = "mart_tt01_form06__agency_period"
+MARTS = (MART_KPI, MART_766, MART_F06)
+DEFAULT_TARGETS = Path(__file__).resolve().parent.parent / "tthc" / "config" / "targets.csv"
+
+# kpi_code -> (numerator expression, denominator expression) over the rolled-up counters
+KPIS: list[tuple[str, str, str | None]] = [
+    ("on_time_rate", "c_early + c_on_time + c_within", "pop"),
+    ("online_rate", "recv_online", "recv"),
+    ("digitization_rate", "digit", "recv"),
+    ("reuse_rate", "reuse", "recv"),
+    ("e_result_rate", "eres_num", "eres_den"),
+    ("online_payment_rate", "fee_num", "fee_den"),
+    ("satisfaction_rate", "pop - dissat", "pop"),
+    ("feedback_on_time_rate", "fb_ontime", "fb_pop"),
+    ("feedback_satisfaction_rate", "fb_recv - fb_unsat", "fb_recv"),
+    ("procedures_published_rate", "pr_pub_num", "pr_pub_den"),
+    ("procedures_sample_dossier_rate", "pr_sample_num", "pr_pub_den"),
+    ("procedures_online_rate", "pr_onl_num", "pr_onl_den"),
+    ("procedures_full_online_rate", "pr_full_num", "pr_full_den"),
+    ("procedures_simplified_rate", "pr_simp_num", "pr_simp_den"),
+    ("e_certified_copies", "ecert_copies", None),
+]
+# indicator -> (numerator, denominator, score expression over r (ratio) / den, max_score)
+INDICATORS: list[tuple[str, str, str, str, str]] = [
+    ("2.1", "c_early + c_on_time + c_within", "pop", "20 * r", "20"),
+    ("3.3", "i33", "recv", "NULL", "NULL"),
+    ("3.6", "fee_num", "fee_den", "NULL", "NULL"),
+    ("4.1", "eres_num", "eres_den", "least(6, 6 * r)", "6"),
+    ("4.2", "i42", "recv", "least(4, 4 * r)", "4"),
+    ("4.3", "reuse", "recv", "least(2, 2 * r / 0.8)", "2"),
+    ("5.2", "fb_ontime", "fb_pop", "CASE WHEN den = 0 THEN 6 ELSE 6 * r END", "6"),
+    ("5.3", "fb_recv - fb_unsat", "fb_recv", "CASE WHEN den = 0 THEN 6 ELSE 6 * r END", "6"),
+    ("5.4", "pop - dissat", "pop", "CASE WHEN den = 0 THEN 0 ELSE least(6, 6 * r / 0.9) END", "6"),
+]
+DOSSIER_COUNTERS = ["pop", "recv", "recv_online", "carried", "resolved", "c_early", "c_on_time", "c_late",
+                    "in_prog", "c_within", "c_overdue", "digit", "reuse", "eres_den", "eres_num", "fee_den",
+                    "fee_num", "dissat", "i33", "i42"]
+FEEDBACK_COUNTERS = ["fb_pop", "fb_ontime", "fb_recv", "fb_unsat"]
+PROC_COUNTERS = ["pr_pub_den", "pr_pub_num", "pr_sample_num", "pr_onl_den", "pr_onl_num", "pr_full_den",
+                 "pr_full_num", "pr_simp_den", "pr_simp_num"]
+ALL_COUNTERS = DOSSIER_COUNTERS + FEEDBACK_COUNTERS + PROC_COUNTERS + ["ecert_copies"]
+F06_COLUMNS = [
+    ("c03_received_total", "pop"), ("c04_received_online", "recv_online"),
+    ("c05_received_direct_postal", "recv - recv_online"), ("c06_carried_over", "carried"),
+    ("c07_resolved_total", "resolved"), ("c08_resolved_early", "c_early"), ("c09_resolved_on_time", "c_on_time"),
+    ("c10_resolved_late", "c_late"), ("c11_in_progress_total", "in_prog"),
+    ("c12_in_progress_within_time", "c_within"), ("c13_in_progress_overdue", "c_overdue"),
+]
+KPI_KEYS = ["agency_code", "period_type", "period", "kpi_code"]
+I766_KEYS = ["agency_code", "period_type", "period", "indicator_code"]
+F06_KEYS = ["agency_code", "period_basis", "period_type", "period", "field_code", "field_name"]
+
+
+class FormIdentityError(ValueError):
+    """Form 06 rows break c03=c04+c05+c06=c07+c11, c07=c08+c09+c10 or c11=c12+c13."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def changed_periods(dates: Iterable[date], as_of: date) -> set[str]:
+    """Period labels (both bases, every type) that new data dated ``dates`` can change as of ``as_of``."""
+    ds = [d for d in dates if d is not None]
+    if not ds:
+        return set()
+    first = min(ds)
+    if first > as_of:
+        return set()
+    return {p.label for p in periods_between(first, as_of) if p.end >= first and p.start <= as_of}
+
+
+def _core(wh: Path, table: str) -> str:
+    if not table_exists(wh, table):
+        raise FileNotFoundError(f"{table} is missing under {wh}: run build_core first")
+    return f"read_parquet('{table_glob(wh, table)}')"
+
+
+def _load_periods(con, as_of: date, selected: set[str] | None) -> None:
+    first = con.execute("SELECT min(coalesce(valid_from, DATE '2000-01-01')) FROM agencies").fetchone()[0]
+    if first is None or first > as_of:
+        plist = []
+    else:
+        plist = periods_between(first, as_of)
+    rows = [(i, p.basis, p.period_type, {"month": 1, "quarter": 3, "year": 12}[p.period_type], p.index, p.label,
+             p.start, p.end, p.eval_date(as_of), selected is None or p.label in selected)
+            for i, p in enumerate(plist)]
+    con.execute("""CREATE OR REPLACE TEMP TABLE periods (period_id INTEGER, basis VARCHAR, period_type VARCHAR,
+                   k INTEGER, pidx INTEGER, period VARCHAR, period_start DATE, period_end DATE, e DATE,
+                   selected BOOLEAN)""")
+    if rows:
+        con.executemany("INSERT INTO periods VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _month_idx(expr: str, basis: str) -> str:
+    if basis == "calendar":
+        return f"(year({expr}) * 12 + month({expr}) - 1)"
+    return f"(year({expr} - 14) * 12 + month({expr} - 14))"  # cut-off: the month the period ends in
+
+
+def _sum(cols: list[str]) -> str:
+    return ", ".join(f"sum({c})::BIGINT AS {c}" for c in cols)
+
+
+def build_marts(warehouse: Path, as_of: date, *, targets_csv: Path | None = None,
+                periods: set[str] | None = None, con=None) -> dict[str, int]:
+    """Build (or, with ``periods``, rebuild only those period labels of) the three marts; rows per mart."""
+    wh = Path(warehouse)
+    own = con is None
+    con = con or duck(wh)
+    try:
+        tables = compute_marts(con, wh, as_of, targets_csv=targets_csv, periods=periods)
+        return publish_marts(wh, tables, periods)
+    finally:
+        if own:
+            con.close()
+
+
+def compute_marts(con, wh: Path, as_of: date, *, targets_csv: Path | None = None,
+                  periods: set[str] | None = None) -> dict[str, pa.Table]:
+    """The new rows of the three marts (only the selected periods when ``periods`` is given), checked."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE agencies AS SELECT * FROM {_core(wh, 'core_agencies')}")
+    make_agency_chain(con)
+    _load_periods(con, as_of, periods)
+    _load_targets(con, targets_csv or DEFAULT_TARGETS)
+    D, F = _core(wh, "core_dossiers"), _core(wh, "core_feedback")
+    R, E, P = _core(wh, "core_ratings"), _core(wh, "core_e_certifications"), _core(wh, "core_procedures")
+
+    # --- rule 9 second step: owner not valid on any day of P -> successor (chain), else no agency ----------
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE owner_p AS
+        WITH s AS (SELECT DISTINCT owner_agency_code AS code FROM {D}
+                   UNION SELECT DISTINCT owner_agency_code FROM {F}
+                   UNION SELECT DISTINCT owner_agency_code FROM {E})
+        SELECT s.code, p.period_id,
+               arg_min(c.member, c.pos) FILTER (WHERE coalesce(c.valid_from, DATE '0001-01-01') <= p.period_end
+                     AND (c.valid_to IS NULL OR c.valid_to >= p.period_start)) AS agency_code
+        FROM s JOIN agency_chain_v c ON c.agency_code = s.code CROSS JOIN periods p
+        GROUP BY s.code, p.period_id
+    """)
+    # --- roll-up closure: (period, ancestor, descendant), every link valid on some day of P (detail 10) ---------
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE rollup AS
+        WITH RECURSIVE v AS (
+            SELECT p.period_id, a.agency_code, a.parent_code FROM periods p JOIN agencies a
+              ON coalesce(a.valid_from, DATE '0001-01-01') <= p.period_end
+             AND (a.valid_to IS NULL OR a.valid_to >= p.period_start)
+        ), r(period_id, ancestor, descendant) AS (
+            SELECT period_id, agency_code, agency_code FROM v
+            UNION
+            SELECT r.period_id, r.ancestor, v.agency_code FROM r JOIN v
+              ON v.period_id = r.period_id AND v.parent_code = r.descendant
+        )
+        SELECT * FROM r
+    """)
+
+    _dossier_counters(con, D, R, as_of)
+    _feedback_counters(con, F)
+    _ecert_and_procedure_counters(con, E, P)
+
+    # --- own counters per final owner, then roll-ups ----------------------------------------------------------
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE own_f AS
+        SELECT o.agency_code, x.period_id, x.field_code, x.field_name, {_sum(DOSSIER_COUNTERS)}
+        FROM d_agg x JOIN owner_p o ON o.code = x.own AND o.period_id = x.period_id
+        WHERE o.agency_code IS NOT NULL
+        GROUP BY ALL
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE roll_f AS
+        SELECT r.ancestor AS agency_code, x.period_id, x.field_code, x.field_name, {_sum(DOSSIER_COUNTERS)}
+        FROM own_f x JOIN rollup r ON r.descendant = x.agency_code AND r.period_id = x.period_id
+        GROUP BY ALL
+    """)
+    other = FEEDBACK_COUNTERS + ["ecert_copies"]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE own_o AS
+        SELECT o.agency_code, x.period_id, {_sum(other)}
+        FROM (SELECT * FROM fb_agg UNION ALL BY NAME SELECT * FROM ec_agg) x
+        JOIN owner_p o ON o.code = x.own AND o.period_id = x.period_id
+        WHERE o.agency_code IS NOT NULL
+        GROUP BY ALL
+    """)
+    zero = ", ".join(f"coalesce(sum(x.{c}), 0)::BIGINT AS {c}" for c in ALL_COUNTERS)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE wide AS
+        WITH own_all AS (
+            SELECT agency_code, period_id, {_sum(DOSSIER_COUNTERS)} FROM own_f GROUP BY ALL
+            UNION ALL BY NAME SELECT * FROM own_o
+            UNION ALL BY NAME SELECT * FROM pr_own
+        )
+        SELECT r.ancestor AS agency_code, r.period_id, {zero}
+        FROM rollup r LEFT JOIN own_all x ON x.agency_code = r.descendant AND x.period_id = r.period_id
+        GROUP BY ALL
+    """)
+
+    kpi = _kpi_table(con)
+    i766 = _i766_table(con)
+    f06 = _f06_table(con)
+    check_form06(f06)
+    return {MART_KPI: kpi, MART_766: i766, MART_F06: f06}
+
+
+def _dossier_counters(con, D: str, R: str, as_of: date) -> None:
+    # dissatisfied-rating intervals: a rating is a dossier's rating from its date until the next rating's date
+    # (ordered by date, then timestamp, then rating id: settled details 6 and 17)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE dis_iv AS
+        WITH r AS (
+            SELECT dossier_id, rating, rated_date,
+                   lead(rated_date) OVER (PARTITION BY dossier_id ORDER BY rated_at, rating_id) AS next_date
+            FROM {R} WHERE rated_at IS NOT NULL AND dossier_id IS NOT NULL
+        )
+        SELECT dossier_id, list({{'f': rated_date, 't': next_date}}) AS iv FROM r
+        WHERE rating = 1 AND (next_date IS NULL OR next_date > rated_date)
+        GROUP BY dossier_id
+    """)
+    bases = ", ".join(f"('{b}', {k}, {str(b != 'calendar').lower()})"
+                      for b in PERIOD_BASES for k in (1, 3, 12))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE d_prep AS
+        SELECT d.owner_agency_code AS own, d.received_date AS rd,
+               greatest(d.received_date, least(coalesce(d.end_date, DATE '{as_of}'), DATE '{as_of}')) AS last_day,
+               d.end_date AS ed, d.due_date AS due, d.channel = 2 AS online, d.status IN (9, 10) AS st910,
+               d.has_digitized_components AS dig, d.reused_digitized_data AS reu, d.has_e_result AS eres,
+               d.is_paper_result AS paper, coalesce(d.fee_vnd, 0) > 0 AS fee,
+               d.first_successful_payment_date AS paid, d.first_linked_feedback_date AS fbd,
+               d.field_code, d.field_name,
+               CASE WHEN d.supplement_rule = 'list' THEN
+                        CASE WHEN len(d.supplement_requests) > 0 THEN
+                             list_sort(list_transform(d.supplement_requests,
+                                 lambda s: {{'q': CAST(s.requested_at AS DATE), 'r': CAST(s.received_at AS DATE)}}))
+                        END
+               END AS sreq,
+               d.supplement_rule = 'list' AS is_list,
+               CASE WHEN d.supplement_rule = 'list' THEN 0 ELSE d.supplement_count END AS scount,
+               CAST(d.supplement_requested_at AS DATE) AS sq, CAST(d.supplement_received_at AS DATE) AS sr,
+               i.iv,
+               {_month_idx("d.received_date", "calendar")} AS m0c, {_month_idx("d.received_date", "cutoff_15")} AS m0x
+        FROM {D} d LEFT JOIN dis_iv i ON i.dossier_id = d.dossier_id
+        WHERE d.is_received AND d.received_date <= DATE '{as_of}'
+    """)
+    con.execute(f"""
+        ALTER TABLE d_prep ADD COLUMN m1c INTEGER;
+        ALTER TABLE d_prep ADD COLUMN m1x INTEGER;
+        UPDATE d_prep SET m1c = {_month_idx("last_day", "calendar")}, m1x = {_month_idx("last_day", "cutoff_15")};
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE d_agg AS
+        WITH u AS (
+            SELECT d.*, b.basis, b.k,
+                   unnest(range(CASE WHEN b.cut THEN d.m0x ELSE d.m0c END // b.k,
+                                CASE WHEN b.cut THEN d.m1x ELSE d.m1c END // b.k + 1)) AS pidx
+            FROM d_prep d CROSS JOIN (VALUES {bases}) b(basis, k, cut)
+        ), j AS (
+            SELECT u.*, p.period_id, p.period_start AS ps, p.e
+            FROM u JOIN periods p ON p.basis = u.basis AND p.k = u.k AND p.pidx = u.pidx
+            WHERE p.selected AND u.rd <= p.e AND (u.ed IS NULL OR u.ed >= p.period_start)
+        ), s AS (
+            SELECT j.*,
+                   j.ed IS NOT NULL AND j.ed <= j.e AS res,
+                   CASE WHEN j.is_list THEN
+                            CASE WHEN j.sreq IS NULL THEN 0 ELSE len(list_filter(j.sreq, lambda x: x.q <= j.e)) END
+                        ELSE j.scount - CASE WHEN j.sq > j.e THEN 1 ELSE 0 END END AS nsup,
+                   CASE WHEN j.is_list THEN
+                            CASE WHEN j.sreq IS NOT NULL THEN
+                                 list_filter(list_filter(j.sreq, lambda x: x.q <= j.e)[-1:],
+                                             lambda x: x.r IS NULL OR x.r > j.e)[1].q END
+                        WHEN j.sq <= j.e AND (j.sr IS NULL OR j.sr > j.e) THEN j.sq END AS pause_d,
+                   CASE WHEN j.iv IS NULL THEN false
+                        ELSE len(list_filter(j.iv, lambda x: x.f <= j.e AND (x.t IS NULL OR j.e < x.t))) > 0 END
+                     AS rated_dis
+            FROM j
+        ), c AS (
+            SELECT s.*,
+                   CASE WHEN nsup >= 2 THEN CASE WHEN res THEN 3 ELSE 5 END
+                        WHEN res THEN CASE WHEN due IS NULL OR ed = due THEN 2 WHEN ed < due THEN 1 ELSE 3 END
+                        WHEN pause_d IS NOT NULL THEN CASE WHEN due IS NULL OR pause_d <= due THEN 4 ELSE 5 END
+                        WHEN due IS NULL OR due >= e THEN 4 ELSE 5 END AS cls,
+                   rd >= ps AS rin
+            FROM s
+        )
+        SELECT own, period_id, field_code, field_name,
+               count(*) AS pop, count(*) FILTER (rin) AS recv, count(*) FILTER (rin AND online) AS recv_online,
+               count(*) FILTER (NOT rin) AS carried, count(*) FILTER (res) AS resolved,
+               count(*) FILTER (cls = 1) AS c_early, count(*) FILTER (cls = 2) AS c_on_time,
+               count(*) FILTER (cls = 3) AS c_late, count(*) FILTER (NOT res) AS in_prog,
+               count(*) FILTER (cls = 4) AS c_within, count(*) FILTER (cls = 5) AS c_overdue,
+               count(*) FILTER (rin AND dig) AS digit, count(*) FILTER (rin AND reu) AS reuse,
+               count(*) FILTER (res AND st910 AND paper) AS eres_den,
+               count(*) FILTER (res AND st910 AND paper AND eres) AS eres_num,
+               count(*) FILTER (rin AND fee) AS fee_den,
+               count(*) FILTER (rin AND fee AND paid <= e) AS fee_num,
+               count(*) FILTER (cls IN (3, 5) OR rated_dis OR fbd <= e) AS dissat,
+               count(*) FILTER (rin AND online AND (NOT paper OR eres)) AS i33,
+               count(*) FILTER (rin AND dig AND NOT (res AND st910 AND paper AND NOT eres)) AS i42
+        FROM c GROUP BY ALL
+    """)
+
+
+def _feedback_counters(con, F: str) -> None:
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE fb_agg AS
+        WITH j AS (
+            SELECT f.owner_agency_code AS own, p.period_id, p.e, p.period_start AS ps, f.received_date AS rd,
+                   f.answered_date AS ad, f.deadline_date AS dl, f.likes, f.dislikes, f.is_re_complaint
+            FROM {F} f JOIN periods p ON p.basis = 'calendar' AND p.selected
+              AND f.received_date <= p.e AND (f.answered_date IS NULL OR f.answered_date >= p.period_start)
+            WHERE f.received_date IS NOT NULL
+        ), c AS (
+            SELECT *, ad IS NOT NULL AND ad <= e AS answered, rd >= ps AS rin FROM j
+        )
+        SELECT own, period_id, count(*) AS fb_pop,
+               count(*) FILTER ((answered AND ad <= dl) OR (NOT answered AND e <= dl)) AS fb_ontime,
+               count(*) FILTER (rin) AS fb_recv,
+               count(*) FILTER (rin AND (dislikes > likes OR is_re_complaint OR (answered AND ad > dl)
+                                         OR (NOT answered AND e > dl))) AS fb_unsat
+        FROM c GROUP BY ALL
+    """)
+
+
+def _ecert_and_procedure_counters(con, E: str, P: str) -> None:
+    # every calendar period (not only the selected ones): next year's target reads this year's value
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE ec_agg AS
+        SELECT x.owner_agency_code AS own, p.period_id, sum(x.copies)::BIGINT AS ecert_copies
+        FROM {E} x JOIN periods p ON p.basis = 'calendar'
+          AND x.certified_date BETWEEN p.period_start AND p.e
+        GROUP BY ALL
+    """)
+    # catalogue in force at E: latest version with date(updated_at) <= E, else the earliest (settled detail 8)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE pr_own AS
+        WITH cat AS (
+            SELECT p.period_id, p.e, c.* FROM periods p JOIN {P} c
+              ON (c.in_force_from IS NULL OR p.e >= c.in_force_from) AND (c.in_force_to IS NULL OR p.e < c.in_force_to)
+            WHERE p.basis = 'calendar' AND p.selected
+        ), lv AS (
+            SELECT period_id, e, unnest(string_split(levels, ';')) AS lvl, * EXCLUDE (period_id, e)
+            FROM cat
+        ), x AS (
+            SELECT *, publication_decision_date <= e AND publication_state IS DISTINCT FROM 'stopped' AS pub_den
+            FROM lv
+        ), pc AS (
+            SELECT period_id, trim(lvl) AS lvl,
+                   count(*) FILTER (pub_den) AS pr_pub_den,
+                   count(*) FILTER (pub_den AND publication_state = 'published') AS pr_pub_num,
+                   count(*) FILTER (pub_den AND has_sample_dossier) AS pr_sample_num,
+                   count(*) FILTER (is_online_eligible) AS pr_onl_den,
+                   count(*) FILTER (is_online_eligible AND online_level IN (3, 4)) AS pr_onl_num,
+                   count(*) FILTER (is_full_online_eligible) AS pr_full_den,
+                   count(*) FILTER (is_full_online_eligible AND online_level = 4) AS pr_full_num,
+                   count(*) AS pr_simp_den,
+                   count(*) FILTER (has_simplification_plan) AS pr_simp_num
+            FROM x GROUP BY ALL
+        )
+        SELECT r.descendant AS agency_code, r.period_id, pc.* EXCLUDE (period_id, lvl)
+        FROM rollup r JOIN agencies a ON a.agency_code = r.descendant AND r.ancestor = r.descendant
+        JOIN pc ON pc.period_id = r.period_id AND pc.lvl = a.procedure_level
+    """)
+
+
+def _load_targets(con, targets_csv: Path) -> None:
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE targets AS
+        SELECT CAST(year AS INTEGER) AS year, nullif(trim(agency_code), '') AS agency_code,
+               trim(kpi_code) AS kpi_code, CAST(target AS DOUBLE) AS target
+        FROM read_csv('{Path(targets_csv)}', all_varchar=true, header=true)
+        WHERE nullif(trim(kpi_code), '') IS NOT NULL
+    """)
+
+
+def _kpi_table(con) -> pa.Table:
+    parts = []
+    for code, num, den in KPIS:
+        den_sql = "NULL::BIGINT" if den is None else f"({den})"
+        parts.append(f"SELECT agency_code, period_id, '{code}' AS kpi_code, ({num})::BIGINT AS numerator, "
+                     f"{den_sql}::BIGINT AS denominator FROM wide")
+    sql = f"""
+        WITH k AS ({" UNION ALL ".join(parts)}),
+        v AS (
+            SELECT k.*, p.period_type, p.period, p.period_start, p.period_end, p.selected,
+                   year(p.period_start) AS y,
+                   CASE WHEN k.kpi_code = 'e_certified_copies' THEN CAST(k.numerator AS DOUBLE)
+                        WHEN k.denominator = 0 THEN NULL
+                        ELSE k.numerator / k.denominator END AS value
+            FROM k JOIN periods p ON p.period_id = k.period_id AND p.basis = 'calendar'
+        ), t AS (  -- settled detail 18
+            SELECT v.agency_code, v.period_id, v.kpi_code,
+                   arg_min(t.target, CASE WHEN t.agency_code IS NOT NULL THEN 0 ELSE 1 END * 100000
+                                     + CASE WHEN t.year <= v.y THEN v.y - t.year ELSE 50000 + t.year END) AS target
+            FROM v JOIN targets t ON t.kpi_code = v.kpi_code
+              AND (t.agency_code = v.agency_code AND t.year = v.y OR t.agency_code IS NULL)
+            GROUP BY ALL
+        ), prev AS (
+            SELECT v.agency_code, v.period_type, v.period, v.value FROM v WHERE v.kpi_code = 'e_certified_copies'
+        )
+        SELECT v.agency_code, a.agency_name, a.level AS agency_level, v.period_type, v.period, v.period_start,
+               v.period_end, v.kpi_code, v.numerator, v.denominator, v.value,
+               CASE WHEN v.kpi_code = 'e_certified_copies' THEN pv.value ELSE t.target END AS target,
+               CASE WHEN v.kpi_code = 'e_certified_copies' THEN v.value > pv.value
+                    ELSE v.value >= t.target END AS meets_target
+        FROM v JOIN agencies a ON a.agency_code = v.agency_code
+        LEFT JOIN t ON t.agency_code = v.agency_code AND t.period_id = v.period_id AND t.kpi_code = v.kpi_code
+        LEFT JOIN prev pv ON v.kpi_code = 'e_certified_copies' AND pv.agency_code = v.agency_code
+             AND pv.period_type = v.period_type
+             AND pv.period = lpad(CAST(CAST(left(v.period, 4) AS INTEGER) - 1 AS VARCHAR), 4, '0') || v.period[5:]
+        WHERE v.selected
+    """
+    return con.execute(sql).to_arrow_table()
+
+
+def _i766_table(con) -> pa.Table:
+    parts = []
+    for code, num, den, score, mx in INDICATORS:
+        parts.append(f"""
+            SELECT agency_code, period_id, '{code}' AS indicator_code, num, den,
+                   CAST({score} AS DOUBLE) AS score, CAST({mx} AS DOUBLE) AS max_score
+            FROM (SELECT agency_code, period_id, ({num})::BIGINT AS num, ({den})::BIGINT AS den,
+                         CASE WHEN ({den}) = 0 THEN NULL ELSE ({num}) / ({den}) END AS r FROM wide)""")
+    sql = f"""
+        SELECT k.agency_code, p.period_type, p.period, k.indicator_code, k.num AS numerator, k.den AS denominator,
+               CASE WHEN k.den = 0 THEN NULL ELSE k.num / k.den END AS ratio, k.score, k.max_score
+        FROM ({" UNION ALL ".join(parts)}) k
+        JOIN periods p ON p.period_id = k.period_id AND p.basis = 'calendar' AND p.selected
+    """
+    return con.execute(sql).to_arrow_table()
+
+
+def _f06_table(con) -> pa.Table:
+    cols = ", ".join(f"({expr})::BIGINT AS {name}" for name, expr in F06_COLUMNS)
+    sql = f"""
+        SELECT x.agency_code, p.basis AS period_basis, p.period_type, p.period, p.period_start, p.period_end,
+               x.field_code, x.field_name, {cols}
+        FROM roll_f x JOIN periods p ON p.period_id = x.period_id AND p.selected
+        WHERE x.pop > 0
+    """
+    return con.execute(sql).to_arrow_table()
+
+
+def check_form06(t: pa.Table) -> None:
+    """Raise FormIdentityError when any row breaks the form's identities (nothing is published then)."""
+    import pyarrow.compute as pc
+
+    def col(n):
+        return t.column(n)
+
+    checks = {
+        "c03 = c04 + c05 + c06": pc.equal(col("c03_received_total"),
+                                          pc.add(pc.add(col("c04_received_online"),
+                                                        col("c05_received_direct_postal")),
+                                                 col("c06_carried_over"))),
+        "c03 = c07 + c11": pc.equal(col("c03_received_total"),
+                                    pc.add(col("c07_resolved_total"), col("c11_in_progress_total"))),
+        "c07 = c08 + c09 + c10": pc.equal(col("c07_resolved_total"),
+                                          pc.add(pc.add(col("c08_resolved_early"), col("c09_resolved_on_time")),
+                                                 col("c10_resolved_late"))),
+        "c11 = c12 + c13": pc.equal(col("c11_in_progress_total"),
+                                    pc.add(col("c12_in_progress_within_time"), col("c13_in_progress_overdue"))),
+    }
+    bad = []
+    for name, ok in checks.items():
+        ok = pc.fill_null(ok, False)
+        n = len(t) - pc.sum(ok).as_py() if len(t) else 0
+        if n:
+            first = t.filter(pc.invert(ok)).slice(0, 3).select(F06_KEYS).to_pylist()
+            bad.append(f"{name}: {n} rows, e.g. {first}")
+    if bad:
+        raise FormIdentityError("form 06 identities broken, nothing published: " + "; ".join(bad))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def _merge(wh: Path, table: str, new: pa.Table, periods: set[str] | None, keys: list[str]) -> pa.Table:
+    import pyarrow.compute as pc
+
+    merged = new
+    if periods is not None and table_exists(wh, table):
+        old = pq.read_table(table_dir_file(wh, table))
+        keep = old.filter(pc.invert(pc.is_in(old.column("period"), value_set=pa.array(sorted(periods)))))
+        merged = pa.concat_tables([keep.cast(new.schema), new])
+    idx = pc.sort_indices(merged, sort_keys=[(k, "ascending") for k in keys], null_placement="at_start")
+    return merged.take(idx)
+
+
+def table_dir_file(wh: Path, table: str) -> Path:
+    return Path(wh) / table / "data.parquet"
+
+
+def publish_marts(wh: Path, tables: dict[str, pa.Table], periods: set[str] | None = None) -> dict[str, int]:
+    """Merge with kept rows (incremental), and replace each mart only when its content changed."""
+    keys = {MART_KPI: KPI_KEYS, MART_766: I766_KEYS, MART_F06: F06_KEYS}
+    final = {name: _merge(wh, name, t, periods, keys[name]) for name, t in tables.items()}
+    check_form06(final[MART_F06])
+    for name, t in final.items():
+        path = table_dir_file(wh, name)
+        if path.exists():
+            old = pq.read_table(path)
+            if old.schema.equals(t.schema) and old.equals(t):
+                continue
+        write_table(wh, name, t)
+    return {name: t.num_rows for name, t in final.items()}
