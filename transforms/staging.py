@@ -85,7 +85,7 @@ def setup_connection(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes | None
             END)""")
     con.execute(r"""
         CREATE OR REPLACE MACRO tthc_money(v) AS CASE
-            WHEN regexp_matches(v, '^-?\d+(\.0+)?$') THEN TRY_CAST(TRY_CAST(v AS DOUBLE) AS BIGINT)
+            WHEN regexp_matches(v, '^-?\d+(\.0)?$') THEN TRY_CAST(TRY_CAST(v AS DOUBLE) AS BIGINT)
             WHEN regexp_matches(regexp_replace(v, '(?i)\s*(đ|vnđ|vnd|đồng)\s*$', ''), '^-?\d{1,3}([.,\s]\d{3})+$')
             THEN TRY_CAST(regexp_replace(regexp_replace(v, '(?i)\s*(đ|vnđ|vnd|đồng)\s*$', ''), '[.,\s]', '', 'g') AS BIGINT)
             ELSE TRY_CAST(regexp_replace(v, '(?i)\s*(đ|vnđ|vnd|đồng)\s*$', '') AS BIGINT) END""")
@@ -171,8 +171,8 @@ def _column_sql(col: Column, entity: str, fmt: str, x_columns: set[str]) -> _Col
         lookup = code_lookup(col.codes)
         pairs = ", ".join(f"{_lit(k)}: {_lit(c)}" for k, c in lookup.items())
         items = f"list_transform(string_split({v}, ';'), lambda x: map_extract_value(MAP {{{pairs}}}, lower(nfc_normalize(trim(x)))))"
-        expr = f"CASE WHEN {v} IS NOT NULL THEN array_to_string(list_distinct({items}), ';') END"
-        checks.append(("unknown_code", header, f"{v} IS NOT NULL AND list_contains({items}, NULL)",
+        expr = f"CASE WHEN {v} IS NOT NULL THEN array_to_string(list_sort(list_distinct({items})), ';') END"
+        checks.append(("unknown_code", header, f"{v} IS NOT NULL AND len(list_filter({items}, lambda x: x IS NULL)) > 0",
                        f"holds a value outside the list '{col.codes}'"))
     else:
         raise ValueError(f"unsupported column type {t!r} for {col.name}")
@@ -234,7 +234,7 @@ def _sync_dossier_overrides(fmt: str) -> dict[str, _Col]:
             [("invalid_json", hdr("result_documents_json"), bad_json(res, res_l),
               "is not a list of result documents")], res),
         "fee_vnd": _Col("fee_vnd",
-                        f"CASE WHEN {fees} IS NOT NULL THEN coalesce(list_sum(list_transform({fees_l}, lambda x: tthc_money(NULLIF(trim(x.Gia), '')))), 0) END",
+                        f"CASE WHEN {fees} IS NOT NULL THEN CAST(coalesce(list_sum(list_transform({fees_l}, lambda x: tthc_money(NULLIF(trim(x.Gia), '')))), 0) AS BIGINT) END",
                         [("invalid_json", hdr("fees_json"), bad_json(fees, fees_l), "is not a list of fees"),
                          ("invalid_number", hdr("fees_json"),
                           f"{fees} IS NOT NULL AND len(list_filter({fees_l}, lambda x: NULLIF(trim(x.Gia), '') IS NOT NULL AND tthc_money(NULLIF(trim(x.Gia), '')) IS NULL)) > 0",
@@ -270,6 +270,7 @@ def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agenci
 
     # required values, in contract order; first failing rule wins
     ordered: list[tuple[str, str, str, str, str]] = []  # rule, header, predicate, value, message
+    agency_cols = {col.name for col in c.columns if col.type == "agency"}
     for col in c.columns:
         x = by_name[col.name]
         header = source_header(fmt, entity, col.name)
@@ -285,7 +286,9 @@ def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agenci
     for col in c.columns:
         x = by_name[col.name]
         for rule, header, pred, msg in x.checks:
-            ordered.append((rule, header, pred, x.value, msg))
+            # an agency taken from the Mã hồ sơ prefix is reported as the value that was checked
+            value = x.expr if (rule == "unknown_agency" and col.name in agency_cols) else x.value
+            ordered.append((rule, header, pred, value, msg))
 
     case_rule = "CASE " + " ".join(f"WHEN {p} THEN {_lit(r)}" for r, _h, p, _v2, _m in ordered) + " END"
     case_col = "CASE " + " ".join(f"WHEN {p} THEN {_lit(h)}" for _r, h, p, _v2, _m in ordered) + " END"
