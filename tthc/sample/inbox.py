@@ -262,9 +262,28 @@ def write_xlsx(path: Path, cols, rows: list[Row], st: Style, *, title: list[str]
                         ws.cell(r, 1 + j * max(1, ncol // max(1, len(line))), text)
                 footer_rows.append(r)
             r += 1
+    fixed = datetime(2026, 1, 1)  # fixed document times: the same seed gives byte-identical files
+    wb.properties.created = fixed
+    wb.properties.modified = fixed
     wb.save(path)
+    _normalise_zip(path)
     return {"header_rows": header_rows, "first_data_row": first, "footer_rows": footer_rows,
             "positions": positions, "row_is": "sheet row (1-based)"}
+
+
+def _normalise_zip(path: Path) -> None:
+    """Rewrite the XLSX zip with fixed entry times and document dates, so output depends only on the seed."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as zin:
+        entries = [(i.filename, zin.read(i.filename)) for i in zin.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name, data in entries:
+            if name == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*", rb"\g<1>2026-01-01T00:00:00Z", data)
+            zout.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data,
+                          compress_type=zipfile.ZIP_DEFLATED)
 
 
 def _json_date(v, style: str):
