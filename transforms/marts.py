@@ -441,7 +441,7 @@ def _kpi_table(con) -> pa.Table:
              AND pv.period = lpad(CAST(CAST(left(v.period, 4) AS INTEGER) - 1 AS VARCHAR), 4, '0') || v.period[5:]
         WHERE v.selected
     """
-    return con.execute(sql).to_arrow_table()
+    return con.sql(sql).to_arrow_table()
 
 
 def _i766_table(con) -> pa.Table:
@@ -458,7 +458,7 @@ def _i766_table(con) -> pa.Table:
         FROM ({" UNION ALL ".join(parts)}) k
         JOIN periods p ON p.period_id = k.period_id AND p.basis = 'calendar' AND p.selected
     """
-    return con.execute(sql).to_arrow_table()
+    return con.sql(sql).to_arrow_table()
 
 
 def _f06_table(con) -> pa.Table:
@@ -469,7 +469,7 @@ def _f06_table(con) -> pa.Table:
         FROM roll_f x JOIN periods p ON p.period_id = x.period_id AND p.selected
         WHERE x.pop > 0
     """
-    return con.execute(sql).to_arrow_table()
+    return con.sql(sql).to_arrow_table()
 
 
 def check_form06(t: pa.Table) -> None:
@@ -512,7 +512,7 @@ def _merge(wh: Path, table: str, new: pa.Table, periods: set[str] | None, keys: 
         old = pq.read_table(table_dir_file(wh, table))
         keep = old.filter(pc.invert(pc.is_in(old.column("period"), value_set=pa.array(sorted(periods)))))
         merged = pa.concat_tables([keep.cast(new.schema), new])
-    idx = pc.sort_indices(merged, sort_keys=[(k, "ascending") for k in keys], null_placement="at_start")
+    idx = pc.sort_indices(merged, options=pc.SortOptions([(k, "ascending", "at_start") for k in keys]))
     return merged.take(idx)
 
 
