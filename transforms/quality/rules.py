@@ -106,6 +106,10 @@ def evaluate(con, path: Path, table: str, warehouse: Path, id_column: str) -> tu
     src = f"read_parquet({lit(str(path))})"
     out: list[dict] = []
     pending: list[tuple[dict, RuleSQL]] = []
+    # a column of the wrong type fails its type rule; its value rules cannot be evaluated meaningfully
+    bad_type = {e["kwargs"]["column"] for e in suite["expectations"]
+                if e["type"] == "expect_column_values_to_be_of_type" and e["kwargs"]["column"] in types
+                and not arrow_type_ok(types[e["kwargs"]["column"]], e["kwargs"]["type_"])}
     for exp in suite["expectations"]:
         t, k = exp["type"], exp["kwargs"]
         missing = [c for c in expectation_columns(exp) if c not in types]
@@ -114,6 +118,8 @@ def evaluate(con, path: Path, table: str, warehouse: Path, id_column: str) -> tu
             out.append(_res(exp, ok, 0 if ok else 1, 1, [], {"present": ok}))
             continue
         if missing:   # already reported by column_present; nothing to evaluate
+            continue
+        if t != "expect_column_values_to_be_of_type" and set(expectation_columns(exp)) & bad_type:
             continue
         if t == "expect_column_values_to_be_of_type":
             ok = arrow_type_ok(types[k["column"]], k["type_"])

@@ -1,0 +1,189 @@
+"""Each check of the gate fires on a crafted bad batch, and stays quiet on a clean one."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from types import SimpleNamespace
+
+import duckdb
+import pytest
+
+from transforms.quality.gate import check_batch
+from transforms.quality.synth import DOSSIERS, write_dossier_batch
+
+AS_OF = date(2025, 12, 31)
+NO_GX = SimpleNamespace(dq_gx_sample_rows=0, freshness_lag_days=3)
+
+
+def _failed(g):
+    return {r.name: r for r in g.results if not r.success}
+
+
+def _history(wh, n=4, rows=500):
+    """n clean daily batches ending the day before AS_OF, ingested in order."""
+    ids = []
+    for k in range(n):
+        end = AS_OF - timedelta(days=n - k)
+        ids.append(write_dossier_batch(wh, rows, end=end, seed=100 + k,
+                                       ingested=datetime.combine(end, datetime.min.time()) + timedelta(hours=25)))
+    return ids
+
+
+def test_clean_batch_passes(tmp_path):
+    b = write_dossier_batch(tmp_path, 1000, end=AS_OF)
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    assert g.passed and not g.criticals and not g.warnings, [r.message for r in g.criticals + g.warnings]
+    assert g.rows == 1000
+    names = {r.name for r in g.results}
+    assert {"not_null:dossier_id", "unique_version:dossier_id+updated_at", "code_in_list:status",
+            "date_order:finished_at>=received_at", "row_count", "freshness"} <= names
+
+
+def test_missing_column_is_critical_and_schema_drift(tmp_path):
+    _history(tmp_path, n=1)
+    b = write_dossier_batch(tmp_path, 300, end=AS_OF, seed=9, drop_columns=("has_e_result",))
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    f = _failed(g)
+    assert not g.passed
+    assert f["column_present:has_e_result"].severity == "critical"
+    assert "has_e_result" in f["column_present:has_e_result"].message
+    assert f["schema_drift:columns"].observed["missing"] == ["has_e_result"]
+
+
+def test_type_change_is_drift(tmp_path):
+    _history(tmp_path, n=1)
+    b = write_dossier_batch(tmp_path, 300, end=AS_OF, seed=9, overrides={"fee_vnd": "fee_vnd_text"}
+                            if False else {"fee_vnd": "'10000'"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    f = _failed(g)
+    assert f["column_type:fee_vnd"].observed["observed_type"] == "string"
+    assert "fee_vnd" in f["schema_drift:columns"].observed["type_changed"]
+
+
+def test_date_order_broken(tmp_path):
+    # finished before received in every 10th row (10% > the 1% the rule tolerates)
+    b = write_dossier_batch(tmp_path, 1000, end=AS_OF, overrides={
+        "finished_at": "CASE WHEN i % 10 = 0 THEN rec - INTERVAL 2 DAY END"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    r = _failed(g)["date_order:finished_at>=received_at"]
+    assert not g.passed and r.severity == "critical"
+    assert r.unexpected_count == 100 and r.element_count == 100
+    assert r.examples and r.examples[0].endswith("(row 1)")
+    assert "finished_at>=received_at" in r.message and "100" in r.message and "export_" in r.message
+
+
+def test_date_order_few_rows_tolerated(tmp_path):
+    b = write_dossier_batch(tmp_path, 2000, end=AS_OF, overrides={
+        "finished_at": "CASE WHEN i = 0 THEN rec - INTERVAL 2 DAY WHEN hash(i, 4) % 2 = 0 THEN rec END"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    r = next(x for x in g.results if x.name == "date_order:finished_at>=received_at")
+    assert r.success and r.unexpected_count == 1   # counted and reported, below the 1% threshold
+
+
+def test_unknown_codes_and_null_keys(tmp_path):
+    b = write_dossier_batch(tmp_path, 500, end=AS_OF, overrides={
+        "status": "CASE WHEN i < 7 THEN 11 ELSE 2 END::BIGINT",
+        "dossier_id": "CASE WHEN i = 3 THEN NULL ELSE 'H19.1-' || i::VARCHAR END"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    f = _failed(g)
+    assert f["code_in_list:status"].unexpected_count == 7
+    assert f["not_null:dossier_id"].unexpected_count == 1
+    assert f["not_null:dossier_id"].examples == ["(empty id) (row 4)"]
+    assert not g.passed
+
+
+def test_duplicate_versions(tmp_path):
+    b = write_dossier_batch(tmp_path, 200, end=AS_OF, overrides={
+        "dossier_id": "'H19.1-' || (i % 150)::VARCHAR", "updated_at": "TIMESTAMP '2025-12-30 10:00:00'"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    r = _failed(g)["unique_version:dossier_id+updated_at"]
+    assert r.unexpected_count == 100 and r.observed["duplicate_keys"] == 50
+
+
+def test_received_at_required_unless_status_1_or_3(tmp_path):
+    b = write_dossier_batch(tmp_path, 100, end=AS_OF, overrides={
+        "received_at": "CASE WHEN i < 10 THEN NULL ELSE rec END",
+        "status": "CASE WHEN i < 5 THEN 1 ELSE 4 END::BIGINT"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    assert _failed(g)["not_null:received_at"].unexpected_count == 5
+
+
+def test_stale_export_warns(tmp_path):
+    b = write_dossier_batch(tmp_path, 300, end=AS_OF - timedelta(days=10))
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    r = _failed(g)["freshness"]
+    assert g.passed and r.severity == "warning" and r.observed["lag_days"] == 10
+    fresh = check_batch(tmp_path, DOSSIERS, b, settings=SimpleNamespace(dq_gx_sample_rows=0,
+                                                                        freshness_lag_days=15), as_of=AS_OF)
+    assert "freshness" not in _failed(fresh)
+
+
+def test_volume_collapse_and_spike_per_agency(tmp_path):
+    _history(tmp_path, n=4, rows=500)   # 5 agencies, ~100 rows a day each
+    # agency H19.26290 sends nothing, the others as usual
+    b = write_dossier_batch(tmp_path, 500, end=AS_OF, seed=7,
+                            overrides={"agency_code": "'H19.' || (26291 + (hash(i, 7) % 4))::VARCHAR"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    f = _failed(g)
+    assert "volume:H19.26290" in f and f["volume:H19.26290"].observed["direction"] == "low"
+    assert f["volume:H19.26290"].agency_code == "H19.26290" and f["volume:H19.26290"].unexpected_count == 0
+    assert not [n for n in f if n.startswith("volume:") and n != "volume:H19.26290"]
+    assert g.passed  # a warning, not a gate failure
+
+
+def test_volume_spike(tmp_path):
+    _history(tmp_path, n=4, rows=500)
+    b = write_dossier_batch(tmp_path, 5000, end=AS_OF, seed=8)
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    vol = [r for r in g.warnings if r.name.startswith("volume:")]
+    assert len(vol) == 5 and all(r.observed["direction"] == "high" for r in vol)
+
+
+def test_null_share_jump_and_emptied_column(tmp_path):
+    _history(tmp_path, n=1)
+    b = write_dossier_batch(tmp_path, 500, end=AS_OF, seed=9, overrides={
+        "has_digitized_components": "CASE WHEN i % 2 = 0 THEN NULL ELSE TRUE END",
+        "fee_vnd": "NULL::BIGINT"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    f = _failed(g)
+    assert "has_digitized_components" in f["null_share_jump"].observed["jumps"]
+    assert f["schema_drift:new_or_emptied"].observed["emptied"] == ["fee_vnd"]
+
+
+def test_unknown_procedure_code_is_a_warning(tmp_path):
+    cat = tmp_path / "stg_dvc_portal__procedures"
+    cat.mkdir()
+    duckdb.sql(f"COPY (SELECT '1.00' || lpad((1000 + i)::VARCHAR, 4, '0') AS procedure_code FROM range(39) t(i)) "
+               f"TO '{cat}/b1.parquet'")
+    b = write_dossier_batch(tmp_path, 400, end=AS_OF)
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    r = _failed(g)["procedure_known:procedure_code"]
+    assert r.severity == "warning" and r.unexpected_count > 0 and g.passed
+
+
+def test_results_go_to_the_ledger(tmp_path):
+    from warehouse.ledger import Ledger
+
+    led = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}")
+    b = write_dossier_batch(tmp_path, 300, end=AS_OF, overrides={"fee_vnd": "-5::BIGINT"})
+    g = check_batch(tmp_path, DOSSIERS, b, ledger=led, run_id="r1", settings=NO_GX, as_of=AS_OF)
+    rows = led.dq_history(run_id="r1")
+    assert len(rows) == len(g.results)
+    bad = [r for r in rows if r["check_name"] == "min:fee_vnd"][0]
+    assert not bad["success"] and bad["unexpected_count"] == 300 and bad["source"] == "one_stop"
+    assert len(json.loads(bad["examples_json"])) == 5
+    led.dispose()
+
+
+def test_gx_checkpoint_agrees_with_duckdb(tmp_path):
+    b = write_dossier_batch(tmp_path, 3000, end=AS_OF, overrides={
+        "status": "CASE WHEN i % 100 = 0 THEN 12 ELSE 4 END::BIGINT"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=SimpleNamespace(dq_gx_sample_rows=500), as_of=AS_OF)
+    checked = [r for r in g.results if "gx_sample" in r.observed]
+    assert len(checked) > 20
+    for r in checked:
+        gx = r.observed["gx_sample"]
+        assert gx["exception"] is None, (r.name, gx)
+        assert gx["success"] == r.success, (r.name, gx, r.success)
+    assert _failed(g)["code_in_list:status"].observed["gx_sample"]["unexpected_count"] == 30
