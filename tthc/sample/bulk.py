@@ -55,7 +55,7 @@ def _take(pa, pool: list[str], idx: np.ndarray, mask: np.ndarray | None = None):
     return out
 
 
-def write_dossier_csv(path: Path, n_rows: int, seed: int = 0, chunk_rows: int = 250_000) -> Path:
+def write_dossier_csv(path: Path, n_rows: int, seed: int = 0, chunk_rows: int = 100_000) -> Path:
     """Write `n_rows` dossier versions (about 1.3 versions per dossier) to a UTF-8 CSV at `path`."""
     import pyarrow as pa
     import pyarrow.compute as pc
