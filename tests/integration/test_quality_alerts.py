@@ -1,0 +1,203 @@
+"""End to end: a bad batch is rejected, the report is built and opens in headless chromium, and the alert
+reaches a real webhook receiver (apprise json://) and a real SMTP server (aiosmtpd, apprise mailto://)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import zlib
+from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from flows import alerts
+from transforms.quality import mart_dq
+from transforms.quality.gate import check_batch
+from transforms.quality.report import TITLE, build_reports
+from transforms.quality.synth import DOSSIERS, write_dossier_batch
+
+AS_OF = date(2025, 12, 31)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def webhook():
+    got: list[dict] = []
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append({"path": self.path, "json": json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = HTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_address[1], got
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def smtp():
+    from aiosmtpd.controller import Controller
+
+    got: list = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            got.append(envelope)
+            return "250 OK"
+
+    port = _free_port()
+    c = Controller(Handler(), hostname="127.0.0.1", port=port)
+    c.start()
+    yield port, got
+    c.stop()
+
+
+def _settings(urls):
+    return SimpleNamespace(alert_url_list=urls, dq_gx_sample_rows=1000, freshness_lag_days=3, report_url_base=None)
+
+
+@pytest.mark.integration
+def test_bad_batches_alert_by_webhook_and_email(tmp_path, webhook, smtp):
+    hport, hooks = webhook
+    sport, mails = smtp
+    s = _settings([f"json://127.0.0.1:{hport}/dq-alerts",
+                   f"mailto://127.0.0.1:{sport}?smtp=127.0.0.1&mode=insecure&from=tthc@example.org"
+                   f"&to=kstthc@example.org"])
+    # previous marts: must stay as they were when the gate rejects a batch
+    good = write_dossier_batch(tmp_path, 400, end=AS_OF - timedelta(days=1), seed=1)
+    mart_dq.build(tmp_path)
+    mart = tmp_path / "mart_dq__agency_source_period" / "data.parquet"
+    before = mart.read_bytes()
+    bad = write_dossier_batch(tmp_path, 400, end=AS_OF - timedelta(days=9), seed=2, overrides={
+        "status": "CASE WHEN i < 4 THEN 13 ELSE 4 END::BIGINT",
+        "due_at": "CASE WHEN i % 5 = 0 THEN rec - INTERVAL 1 DAY ELSE rec + INTERVAL 5 DAY END"})
+    results = [check_batch(tmp_path, DOSSIERS, b, settings=s, as_of=AS_OF) for b in (good, bad)]
+    assert results[0].passed and not results[1].passed
+    # the flow would publish core/marts only from passed batches; nothing is rebuilt here for the bad one
+    assert mart.read_bytes() == before
+    out = build_reports(tmp_path, "run-42", results)
+    assert out["html"].exists() and (tmp_path / "_reports" / "data_docs" / "index.html").exists()
+    assert "code_in_list:status" in out["markdown"]
+    alerts.notify(s, out["summary"])
+    alerts.notify(s, out["summary"])          # once per run, even if called again
+    assert len(hooks) == 1 and hooks[0]["path"] == "/dq-alerts"
+    body = hooks[0]["json"]["message"]
+    bad_file = results[1].source_file
+    for needle in (bad_file, "code_in_list:status", "date_order:due_at>=received_at", "freshness", "dq_run-42.html",
+                   "H19."):
+        assert needle in body, needle
+    assert "4 dòng sai" in body
+    assert len(mails) == 1
+    text = mails[0].content.decode("utf-8", "replace")
+    assert "kstthc@example.org" in mails[0].rcpt_tos
+    assert "code_in_list" in text or "code_in_list" in json.dumps(text)
+
+
+@pytest.mark.integration
+def test_clean_run_sends_nothing(tmp_path, webhook):
+    hport, hooks = webhook
+    s = _settings([f"json://127.0.0.1:{hport}/x"])
+    b = write_dossier_batch(tmp_path, 300, end=AS_OF)
+    g = check_batch(tmp_path, DOSSIERS, b, settings=s, as_of=AS_OF)
+    out = build_reports(tmp_path, "run-clean", [g], data_docs=False)
+    alerts.notify(s, out["summary"])
+    assert g.passed and hooks == []
+
+
+@pytest.mark.integration
+def test_crash_hook_alerts(webhook, monkeypatch):
+    hport, hooks = webhook
+    monkeypatch.setenv("TTHC_ALERT_URLS", f"json://127.0.0.1:{hport}/crash")
+    run = SimpleNamespace(name="brave-otter", id="0000-crash")
+    alerts.on_crashed_hook(None, run, SimpleNamespace(message="worker killed"))
+    assert len(hooks) == 1 and "worker killed" in hooks[0]["json"]["message"]
+
+
+def _png_rows(path: Path):
+    """Minimal PNG decoder (8-bit RGB/RGBA, non-interlaced: what chromium writes) -> list of rows of pixels."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, w = 8, b"", 0
+    while pos < len(data):
+        ln, typ = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + ln]
+        if typ == b"IHDR":
+            w, h, depth, ctype = struct.unpack(">IIBB", chunk[:10])
+            assert depth == 8 and ctype in (2, 6)
+            bpp = 3 if ctype == 2 else 4
+        elif typ == b"IDAT":
+            idat += chunk
+        pos += 12 + ln
+    raw = zlib.decompress(idat)
+    stride, rows, prev = w * bpp, [], bytearray(w * bpp)
+    for y in range(h):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append([tuple(line[x * bpp:x * bpp + 3]) for x in range(w)])
+        prev = line
+    return rows
+
+
+@pytest.mark.integration
+def test_html_report_opens_offline_in_chromium(tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    b = write_dossier_batch(tmp_path, 200, end=AS_OF, overrides={"fee_vnd": "-1::BIGINT"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=SimpleNamespace(dq_gx_sample_rows=0), as_of=AS_OF)
+    page = build_reports(tmp_path, "run-html", [g], data_docs=False)["html"]
+    text = page.read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text and "<script" not in text  # offline, no CDN
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--window-size=1000,400", f"--user-data-dir={tmp_path / 'chrome'}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert f"<h1>{TITLE}</h1>" in dom and "min:fee_vnd" in dom and "Bị chặn" in dom
+
+    def shot(uri, name):
+        out = tmp_path / name
+        subprocess.run([chromium, *flags, f"--screenshot={out}", uri], capture_output=True, timeout=120)
+        assert out.exists()
+        return _png_rows(out)
+
+    # the title band (the h1 at the top) has ink; the same page without its h1 has none there
+    blank = tmp_path / "blank.html"
+    blank.write_text(text.replace(f"<h1>{TITLE}</h1>", "<h1>&nbsp;</h1>"), encoding="utf-8")
+    with_title, without = shot(page.as_uri(), "a.png"), shot(blank.as_uri(), "b.png")
+
+    def dark(rows):
+        return sum(1 for row in rows[20:60] for px in row[:700] if sum(px) < 200)
+
+    assert dark(with_title) > 300 and dark(without) < 20
