@@ -37,3 +37,20 @@ def sample_inbox() -> Path:
 @pytest.fixture
 def pseudonym_env(monkeypatch):
     monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "test-key-not-secret")
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(prefect_harness, sample_inbox, tmp_path_factory) -> Path:
+    """The nightly flow run once on ../shared/samples/inbox with as_of 2025-12-31; shared by conformance tests."""
+    from datetime import date
+
+    from flows.nightly import nightly
+
+    wh = tmp_path_factory.mktemp("sample_wh")
+    os.environ["TTHC_PSEUDONYM_KEY"] = "conformance-test-key"
+    try:
+        state = nightly(inbox=str(sample_inbox), warehouse=str(wh), as_of=date(2025, 12, 31), return_state=True)
+    finally:
+        os.environ.pop("TTHC_PSEUDONYM_KEY", None)
+    assert state.is_completed(), state.message
+    return wh

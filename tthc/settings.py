@@ -56,7 +56,7 @@ class Settings(BaseSettings):
 
     # personal data: HMAC-SHA256 key for pseudonyms (hex or text); or a key file (created by the demo)
     pseudonym_key: SecretStr | None = None
-    pseudonym_key_file: Path | None = None  # default: <warehouse>/../.tthc_key if nothing else is set
+    pseudonym_key_file: Path | None = None  # default: <warehouse>/_secrets/pseudonym.key (owner-only)
 
     # the run
     as_of: date | None = None  # default: yesterday (Asia/Ho_Chi_Minh)
