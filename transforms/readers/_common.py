@@ -324,8 +324,11 @@ def arrow_extra(cols: Sequence[pa.Array], keys: Sequence[str]) -> pa.Array:
     pieces = []
     for arr, key in zip(cols, keys, strict=True):
         k = json.dumps(key, ensure_ascii=False) + ':"'
-        pieces.append(pc.binary_join_element_wise(pa.scalar(k), _json_escape(arr), pa.scalar('"'), ""))
-    joined = pc.binary_join_element_wise(*pieces, ",", null_handling="skip")
+        piece = pc.binary_join_element_wise(pa.scalar(k), _json_escape(arr), pa.scalar('",'), "")
+        pieces.append(pc.fill_null(piece, ""))
+    # (joining with null_handling="skip" is avoided: pyarrow 26 drops all-null rows there)
+    joined = pc.binary_join_element_wise(*pieces, "") if len(pieces) > 1 else pieces[0]
+    joined = pc.utf8_rtrim(joined, characters=",")
     obj = pc.binary_join_element_wise(pa.scalar("{"), joined, pa.scalar("}"), "")
     return pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), obj)
 

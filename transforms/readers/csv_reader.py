@@ -218,15 +218,17 @@ def read_csv(path: Path, source: str, entity: str, batch_rows: int) -> ReadResul
             raise FileRejected(path, _uncertain(path, "cp1258", f"byte 0x{body[e.start]:02X} at offset {e.start} is "
                                                                 "not Windows-1258 text either"))
     delim, hm = _sniff(_first_line(text), fmt, entity)
-    if kind == "utf-8" and _looks_like_mojibake(text):
-        # the header may still match (an ASCII alias), but the text shows the round-trip damage
-        fixed = repair_mojibake(text.removeprefix("\ufeff"))
-        d2, hm2 = _sniff(_first_line(fixed), fmt, entity)
-        if hm2.score >= hm.score:
-            kind, delim, hm = "mojibake", d2, hm2
+    if kind == "utf-8":
+        # the text (or at least its header) shows the round-trip damage: the header may still match through
+        # an ASCII alias, or the damage may be partial (then the whole-file repair below rejects the file)
+        for probe in (text, _first_line(text)):
+            if _looks_like_mojibake(probe):
+                d2, hm2 = _sniff(_first_line(repair_mojibake(probe)), fmt, entity)
+                if hm2.score >= hm.score and (probe is text or hm2.score > hm.score):
+                    kind, delim, hm = "mojibake", d2, hm2
+                    break
     if kind != "utf-8":
-        if _BAD_CHARS.search(_first_line(text if kind == "cp1258" else repair_mojibake(text.removeprefix("\ufeff")))) \
-                or not _has_required(hm, source, entity, fmt):
+        if not _has_required(hm, source, entity, fmt):  # the certainty test, part 1 (part 2: _transcode)
             missing = [c for c in required_columns(source, entity, fmt) if c not in hm.columns]
             raise FileRejected(path, _uncertain(
                 path, kind, "after decoding, the header does not match the expected columns"
