@@ -118,6 +118,10 @@ def read_xlsx(path: Path, source: str, entity: str, batch_rows: int) -> ReadResu
         raise FileRejected(path, f"file {path.name}: no header row found: no row in the first {HEADER_SCAN_ROWS} "
                                  f"rows of any sheet names a known {entity} column")
     sheet_name, it, head, (hidx, hm) = chosen
+    # the table ends at its last named column (a title block or footer may reach further right)
+    last = max(i for i, h in enumerate(hm.headers) if h)
+    if last + 1 < len(hm.headers):
+        hm = match_headers(hm.headers[:last + 1], fmt, entity)
     header_rows = [i + 1 for i in hidx]
     where = f" in the header (sheet '{sheet_name}', row{'s' if len(header_rows) > 1 else ''} " \
             f"{', '.join(map(str, header_rows))})"

@@ -221,3 +221,28 @@ def test_other_entity_and_extension_rules(tmp_path):
     q.write_text("x")
     with pytest.raises(FileRejected, match="unsupported"):
         read_file(q, "dvc_portal", "ratings")
+
+
+def test_large_legacy_file_is_transcoded_through_a_temp_file(tmp_path, monkeypatch):
+    import transforms.readers.csv_reader as cr
+
+    made = []
+    real_mkstemp = cr.tempfile.mkstemp
+
+    def spy(*a, **k):
+        fd, name = real_mkstemp(*a, dir=tmp_path, **{x: y for x, y in k.items() if x != "dir"})
+        made.append(name)
+        return fd, name
+
+    monkeypatch.setattr(cr, "IN_MEMORY_TRANSCODE_MAX", 0)
+    monkeypatch.setattr(cr, "TRANSCODE_CHUNK", 64)  # many line-aligned chunks
+    monkeypatch.setattr(cr.tempfile, "mkstemp", spy)
+    rs = [[f"H19.1-230101-{i:04d}", "1.001612", "Đăng ký kết hôn", "", "Đã trả kết quả", "", "", "01/01/2023"]
+          for i in range(1, 40)]
+    p = write(tmp_path, "big_legacy.csv", to_cp1258(csv_text(DOSSIER_HEADERS, rs)))
+    res = read_file(p, "one_stop", "dossiers")
+    assert res.encoding == "cp1258" and len(made) == 1
+    out = rows(res)
+    assert len(out) == 39 and {r["procedure_name"] for r in out} == {"Đăng ký kết hôn"}
+    assert out[-1]["_source_line"] == 40
+    assert not any(__import__("os").path.exists(m) for m in made)  # the temp file is gone after reading

@@ -145,3 +145,19 @@ def test_corrupt_or_headerless_workbook(tmp_path):
     wb.save(r)
     with pytest.raises(FileRejected, match="no header row"):
         read_file(r, "one_stop", "dossiers")
+
+
+def test_title_wider_than_table_adds_no_column(tmp_path):
+    p = _path(tmp_path, "rong.xlsx", "ratings", "dvc_portal")
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws["H1"] = "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM"
+    ws.append([])
+    ws.append(["Mã đánh giá", "Mã hồ sơ", "Mức độ hài lòng", "Ngày đánh giá"])
+    ws.append(["DG1", "H19.1-230101-0001", 4, dt.datetime(2023, 1, 2, 9, 0)])
+    wb.save(p)
+    res = read_file(p, "dvc_portal", "ratings")
+    assert res.unknown_columns == [] and res.header_rows == [3]
+    out = rows(res)
+    assert [(r["rating"], r["rated_at"], r["_source_line"], r["_extra"]) for r in out] == [
+        ("4", "2023-01-02 09:00:00", 4, None)]
