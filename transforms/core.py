@@ -200,8 +200,11 @@ def build_core(warehouse: Path, agencies_csv: Path, *, extra_days_off: Path | No
             con.close()
 
 
-def _write(con, warehouse: Path, table: str, sql: str, order_by: str) -> int:
-    copy_query_to_table(con, f"SELECT * FROM ({sql}) ORDER BY {order_by}", warehouse, table)
+def _write(con, warehouse: Path, table: str, sql: str, order_by: str | None) -> int:
+    # small tables are written sorted; core_dossiers is not (sorting millions of wide rows costs more than the
+    # whole mart evaluation, and nothing downstream depends on its row order)
+    copy_query_to_table(con, f"SELECT * FROM ({sql})" + (f" ORDER BY {order_by}" if order_by else ""),
+                        warehouse, table)
     return con.execute(f"SELECT count(*) FROM read_parquet('{table_glob(warehouse, table)}')").fetchone()[0]
 
 
@@ -299,7 +302,7 @@ def _build_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None) 
         LEFT JOIN paid ON paid.dossier_id = x.dossier_id
         LEFT JOIN linked ON linked.dossier_id = x.dossier_id
     """)
-    counts["core_dossiers"] = _write(con, wh, "core_dossiers", "SELECT * FROM core_d", "dossier_id")
+    counts["core_dossiers"] = _write(con, wh, "core_dossiers", "SELECT * FROM core_d", None)
     con.execute("DROP TABLE d_latest; DROP TABLE core_d")
 
     # --- feedback ------------------------------------------------------------------------------------------

@@ -253,6 +253,7 @@ def _dossier_counters(con, D: str, R: str, as_of: date) -> None:
                       for b in PERIOD_BASES for k in (1, 3, 12))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE d_prep AS
+        SELECT *, {_month_idx("last_day", "calendar")} AS m1c, {_month_idx("last_day", "cutoff_15")} AS m1x FROM (
         SELECT d.owner_agency_code AS own, d.received_date AS rd,
                greatest(d.received_date, least(coalesce(d.end_date, DATE '{as_of}'), DATE '{as_of}')) AS last_day,
                d.end_date AS ed, d.due_date AS due, d.channel = 2 AS online, d.status IN (9, 10) AS st910,
@@ -272,12 +273,7 @@ def _dossier_counters(con, D: str, R: str, as_of: date) -> None:
                i.iv,
                {_month_idx("d.received_date", "calendar")} AS m0c, {_month_idx("d.received_date", "cutoff_15")} AS m0x
         FROM {D} d LEFT JOIN dis_iv i ON i.dossier_id = d.dossier_id
-        WHERE d.is_received AND d.received_date <= DATE '{as_of}'
-    """)
-    con.execute(f"""
-        ALTER TABLE d_prep ADD COLUMN m1c INTEGER;
-        ALTER TABLE d_prep ADD COLUMN m1x INTEGER;
-        UPDATE d_prep SET m1c = {_month_idx("last_day", "calendar")}, m1x = {_month_idx("last_day", "cutoff_15")};
+        WHERE d.is_received AND d.received_date <= DATE '{as_of}')
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE d_agg AS

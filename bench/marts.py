@@ -1,0 +1,142 @@
+"""Benchmark: core + marts build against a DuckDB floor on N staged dossier versions.
+
+    .venv/bin/python bench/marts.py --rows 5000000
+
+1. generates N dossier versions as a flat-export CSV (tthc.sample.bulk.write_dossier_csv) and stages them with the
+   pipeline's ingest (not timed here: that is the staging benchmark's business);
+2. floor (child process): one hand-written DuckDB query that reads the staged dossiers, keeps the latest version
+   of each and computes monthly on-time, online and digitisation counts;
+3. build (child process): transforms.core.build_core + transforms.marts.build_marts (all periods, both bases);
+prints a table (step, rows, wall s, peak RSS MB, ratio) and the last line ``ratio=<build/floor> peak_rss_mb=<n>``.
+Peak RSS is each child's own ru_maxrss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+AS_OF = date(2025, 12, 31)
+
+FLOOR_SQL = """
+WITH d AS (
+    SELECT * FROM read_parquet('{glob}', union_by_name=true)
+    QUALIFY row_number() OVER (PARTITION BY dossier_id ORDER BY updated_at DESC, _ingested_at DESC,
+                                                      _batch_id DESC, _source_row DESC) = 1
+), r AS (
+    SELECT CAST(received_at AS DATE) AS rd, coalesce(CAST(finished_at AS DATE), CAST(returned_at AS DATE)) AS ed,
+           CAST(due_at AS DATE) AS due, channel, has_digitized_components AS dig
+    FROM d WHERE status NOT IN (1, 3) AND received_at IS NOT NULL
+), m AS (
+    SELECT range AS m FROM range(CAST(date_trunc('month', DATE '2023-01-01') AS TIMESTAMP),
+                                 TIMESTAMP '{as_of}', INTERVAL 1 MONTH)
+), j AS (
+    SELECT CAST(m AS DATE) AS ps, least(CAST(m + INTERVAL 1 MONTH AS DATE) - 1, DATE '{as_of}') AS e, r.*
+    FROM m JOIN r ON r.rd <= least(CAST(m + INTERVAL 1 MONTH AS DATE) - 1, DATE '{as_of}')
+                 AND coalesce(r.ed, DATE '9999-12-31') >= CAST(m AS DATE)
+)
+SELECT ps, count(*) AS population,
+       count(*) FILTER (ed <= e AND (due IS NULL OR ed <= due) OR (ed IS NULL OR ed > e) AND (due IS NULL OR due >= e))
+         AS on_time,
+       count(*) FILTER (rd >= ps AND channel = 2) AS online,
+       count(*) FILTER (rd >= ps AND dig) AS digitised
+FROM j GROUP BY ps ORDER BY ps
+"""
+
+CHILD = r"""
+import json, resource, sys, time
+from datetime import date
+from pathlib import Path
+sys.path.insert(0, {root!r})
+wh, agencies, step = Path({wh!r}), Path({agencies!r}), {step!r}
+t0 = time.perf_counter()
+if step == "floor":
+    from transforms.core import duck
+    from warehouse.store import table_glob
+    con = duck(wh)
+    rows = len(con.execute({floor!r}.format(glob=table_glob(wh, "stg_one_stop__dossiers"), as_of={as_of!r})).fetchall())
+else:
+    from transforms.core import build_core
+    from transforms.marts import build_marts
+    core = build_core(wh, agencies)
+    marts = build_marts(wh, date.fromisoformat({as_of!r}))
+    rows = core["core_dossiers"]
+wall = time.perf_counter() - t0
+# VmHWM (this process's own peak; ru_maxrss would carry the forking parent's peak across exec)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")]
+rss = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+Path({result!r}).write_text(json.dumps({{"rows": rows, "wall": wall, "rss_mb": rss}}))
+"""
+
+
+def run_child(step: str, wh: Path, agencies: Path) -> dict:
+    result = wh.parent / f"{step}.json"
+    code = CHILD.format(root=str(ROOT), wh=str(wh), agencies=str(agencies), step=step, floor=FLOOR_SQL,
+                        as_of=AS_OF.isoformat(), result=str(result))
+    subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True)
+    return json.loads(result.read_text())
+
+
+def stage(n_rows: int, work: Path) -> tuple[Path, Path, float]:
+    from transforms.ingest import discover, ingest_file, load_agencies
+    from tthc.sample.bulk import write_agencies_csv, write_dossier_csv
+    from warehouse.ledger import Ledger
+
+    inbox, wh = work / "inbox", work / "wh"
+    (inbox / "one_stop" / "dossiers").mkdir(parents=True)
+    agencies = write_agencies_csv(inbox / "agencies.csv")
+    write_dossier_csv(inbox / "one_stop" / "dossiers" / "bulk.csv", n_rows, seed=1)
+    wh.mkdir()
+    t0 = time.perf_counter()
+    ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
+    ledger.start_run("bench", AS_OF, str(inbox))
+    codes = [a["agency_code"] for a in load_agencies(agencies)]
+    for f in discover(inbox):
+        out = ingest_file(f, warehouse=wh, ledger=ledger, run_id="bench", agency_codes=codes,
+                          pseudonym_key=b"bench-key")
+        if out.status != "staged":
+            raise SystemExit(f"staging failed: {out.status} {out.error}")
+    ledger.dispose()
+    return wh, agencies, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=200_000, help="dossier versions to generate")
+    ap.add_argument("--work", type=Path, default=None, help="work folder (default: a temp folder)")
+    ap.add_argument("--keep", type=Path, default=None, help="reuse/keep the staged warehouse in this folder")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        base = args.keep or Path(tmp)
+        if args.keep and (base / "wh").is_dir():
+            wh, agencies, t_stage = base / "wh", base / "inbox" / "agencies.csv", 0.0
+        else:
+            base.mkdir(parents=True, exist_ok=True)
+            wh, agencies, t_stage = stage(args.rows, base)
+        floor = run_child("floor", wh, agencies)
+        build = run_child("build", wh, agencies)
+    from rich.console import Console
+    from rich.table import Table
+
+    ratio = build["wall"] / floor["wall"] if floor["wall"] else float("nan")
+    t = Table(title=f"core + marts on {args.rows:,} dossier versions (staging took {t_stage:.1f} s, not counted)")
+    for c in ("step", "rows", "wall s", "peak RSS MB", "ratio"):
+        t.add_column(c, justify="right" if c != "step" else "left")
+    t.add_row("floor (DuckDB: latest + monthly counts)", f"{floor['rows']:,}", f"{floor['wall']:.2f}",
+              f"{floor['rss_mb']:.0f}", "1.00")
+    t.add_row("build_core + build_marts", f"{build['rows']:,}", f"{build['wall']:.2f}", f"{build['rss_mb']:.0f}",
+              f"{ratio:.2f}")
+    Console().print(t)
+    print(f"ratio={ratio:.2f} peak_rss_mb={max(floor['rss_mb'], build['rss_mb']):.0f}")
+
+
+if __name__ == "__main__":
+    main()
