@@ -26,8 +26,8 @@ def _source_of(path: str) -> tuple[str, str]:
 def test_raw_rows_per_file_equal_manifest(sample_warehouse, manifest):
     for f in manifest["files"]:
         source, entity = _source_of(f["path"])
-        got = duckdb.execute(f"SELECT count(*) FROM read_parquet('{store.table_glob(sample_warehouse, f'raw_{source}__{entity}')}') "
-                         f"WHERE _source_file = '{f['path']}'").fetchone()[0]
+        got = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{store.table_glob(sample_warehouse, f'raw_{source}__{entity}')}') "
+                         f"WHERE _source_file = '{f['path']}'").fetchall()[0][0]
         assert got == f["data_rows"], f["path"]
 
 
