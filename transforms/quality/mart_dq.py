@@ -60,16 +60,18 @@ def build_sql(con, warehouse: Path) -> str | None:
                     flag_sel.append(f"CAST(NULL AS DOUBLE) AS {out}")
             rjoin = (f"LEFT JOIN read_parquet('{table_glob(warehouse, raw)}', union_by_name=true) r "
                      f"ON r._batch_id = s._batch_id AND r._source_row = s._source_row") if use_raw else ""
+            tcol = next((c for c in ("updated_at", "rated_at") if c in cols), "_ingested_at")
             agency = _agency_expr(cols).replace("agency_code", "s.agency_code").replace("dossier_id", "s.dossier_id")
             parts.append(f"""SELECT {agency} AS agency_code, '{source}' AS source, '{entity}' AS entity,
-                strftime(s.updated_at, '%Y-%m') AS period, count(*) AS rows_staged, 0 AS rows_quarantined,
+                strftime(s.{tcol}, '%Y-%m') AS period, count(*) AS rows_staged, 0 AS rows_quarantined,
                 NULL::VARCHAR AS rule, {', '.join(flag_sel)}
                 FROM read_parquet('{g}', union_by_name=true) s {rjoin} GROUP BY ALL""")
         if table_files(warehouse, quar):
             g = table_glob(warehouse, quar)
             cols = _cols(con, g)
-            upd = (f"coalesce(try_strptime(trim(updated_at::VARCHAR), {fmts}), _ingested_at::TIMESTAMP)"
-                   if "updated_at" in cols else "_ingested_at::TIMESTAMP")
+            qcol = next((c for c in ("updated_at", "rated_at") if c in cols), None)
+            upd = (f"coalesce(try_strptime(trim({qcol}::VARCHAR), {fmts}), _ingested_at::TIMESTAMP)"
+                   if qcol else "_ingested_at::TIMESTAMP")
             parts.append(f"""SELECT {_agency_expr(cols)} AS agency_code, '{source}' AS source, '{entity}' AS entity,
                 strftime({upd}, '%Y-%m') AS period, 0 AS rows_staged, count(*) AS rows_quarantined,
                 _rule AS rule
