@@ -22,6 +22,7 @@ Documented choices where kpis.md leaves room (each pinned by a unit test in test
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -75,6 +76,24 @@ DOSSIER_COUNTERS = ["pop", "recv", "recv_online", "carried", "resolved", "c_earl
 FEEDBACK_COUNTERS = ["fb_pop", "fb_ontime", "fb_recv", "fb_unsat"]
 PROC_COUNTERS = ["pr_pub_den", "pr_pub_num", "pr_sample_num", "pr_onl_den", "pr_onl_num", "pr_full_den",
                  "pr_full_num", "pr_simp_den", "pr_simp_num"]
+# per (dossier, period) flag of every dossier counter (numerators and denominators), over classified_sql's rows
+DOSSIER_FLAGS = {
+    "pop": "true", "recv": "rin", "recv_online": "rin AND online", "carried": "NOT rin", "resolved": "res",
+    "c_early": "cls = 1", "c_on_time": "cls = 2", "c_late": "cls = 3", "in_prog": "NOT res",
+    "c_within": "cls = 4", "c_overdue": "cls = 5", "digit": "rin AND dig", "reuse": "rin AND reu",
+    "eres_den": "res AND st910 AND paper", "eres_num": "res AND st910 AND paper AND eres",
+    "fee_den": "rin AND fee", "fee_num": "rin AND fee AND coalesce(paid <= e, false)",
+    "dissat": "cls IN (3, 5) OR rated_dis OR coalesce(fbd <= e, false)",
+    "i33": "rin AND online AND (NOT paper OR eres)",
+    "i42": "rin AND dig AND NOT (res AND st910 AND paper AND NOT eres)",
+}
+assert list(DOSSIER_FLAGS) == DOSSIER_COUNTERS
+FEEDBACK_FLAGS = {
+    "fb_pop": "true",
+    "fb_ontime": "(answered AND ad <= dl) OR (NOT answered AND e <= dl)",
+    "fb_recv": "rin",
+    "fb_unsat": "rin AND (dislikes > likes OR is_re_complaint OR (answered AND ad > dl) OR (NOT answered AND e > dl))",
+}
 ALL_COUNTERS = DOSSIER_COUNTERS + FEEDBACK_COUNTERS + PROC_COUNTERS + ["ecert_copies"]
 F06_COLUMNS = [
     ("c03_received_total", "pop"), ("c04_received_online", "recv_online"),
@@ -144,7 +163,12 @@ def build_marts(warehouse: Path, as_of: date, *, targets_csv: Path | None = None
     con = con or duck(wh)
     try:
         tables = compute_marts(con, wh, as_of, targets_csv=targets_csv, periods=periods)
-        return publish_marts(wh, tables, periods)
+        out = publish_marts(wh, tables, periods)
+        meta = wh / "_marts_meta.json"
+        text = json.dumps({"as_of": as_of.isoformat()})
+        if not meta.exists() or meta.read_text() != text:
+            meta.write_text(text)
+        return out
     finally:
         if own:
             con.close()
@@ -172,21 +196,7 @@ def compute_marts(con, wh: Path, as_of: date, *, targets_csv: Path | None = None
         FROM s JOIN agency_chain_v c ON c.agency_code = s.code CROSS JOIN periods p
         GROUP BY s.code, p.period_id
     """)
-    # --- roll-up closure: (period, ancestor, descendant), every link valid on some day of P (detail 10) ---------
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE rollup AS
-        WITH RECURSIVE v AS (
-            SELECT p.period_id, a.agency_code, a.parent_code FROM periods p JOIN agencies a
-              ON coalesce(a.valid_from, DATE '0001-01-01') <= p.period_end
-             AND (a.valid_to IS NULL OR a.valid_to >= p.period_start)
-        ), r(period_id, ancestor, descendant) AS (
-            SELECT period_id, agency_code, agency_code FROM v
-            UNION
-            SELECT r.period_id, r.ancestor, v.agency_code FROM r JOIN v
-              ON v.period_id = r.period_id AND v.parent_code = r.descendant
-        )
-        SELECT * FROM r
-    """)
+    _rollup(con)
 
     _dossier_counters(con, D, R, as_of)
     _feedback_counters(con, F)
@@ -235,7 +245,26 @@ def compute_marts(con, wh: Path, as_of: date, *, targets_csv: Path | None = None
     return {MART_KPI: kpi, MART_766: i766, MART_F06: f06}
 
 
-def _dossier_counters(con, D: str, R: str, as_of: date) -> None:
+def _rollup(con) -> None:
+    """Roll-up closure (period, ancestor, descendant): every link valid on some day of P (settled detail 10)."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE rollup AS
+        WITH RECURSIVE v AS (
+            SELECT p.period_id, a.agency_code, a.parent_code FROM periods p JOIN agencies a
+              ON coalesce(a.valid_from, DATE '0001-01-01') <= p.period_end
+             AND (a.valid_to IS NULL OR a.valid_to >= p.period_start)
+        ), r(period_id, ancestor, descendant) AS (
+            SELECT period_id, agency_code, agency_code FROM v
+            UNION
+            SELECT r.period_id, r.ancestor, v.agency_code FROM r JOIN v
+              ON v.period_id = r.period_id AND v.parent_code = r.descendant
+        )
+        SELECT * FROM r
+    """)
+
+
+
+def _dossier_counters(con, D: str, R: str, as_of: date, explain: bool = False) -> None:
     # dissatisfied-rating intervals: a rating is a dossier's rating from its date until the next rating's date
     # (ordered by date, then timestamp, then rating id: settled details 6 and 17)
     con.execute(f"""
@@ -254,7 +283,8 @@ def _dossier_counters(con, D: str, R: str, as_of: date) -> None:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE d_prep AS
         SELECT *, {_month_idx("last_day", "calendar")} AS m1c, {_month_idx("last_day", "cutoff_15")} AS m1x FROM (
-        SELECT d.owner_agency_code AS own, d.received_date AS rd,
+        SELECT {"d.dossier_id, d.procedure_code, d.status, d.channel AS channel_code, " if explain else ""}
+               d.owner_agency_code AS own, d.received_date AS rd,
                greatest(d.received_date, least(coalesce(d.end_date, DATE '{as_of}'), DATE '{as_of}')) AS last_day,
                d.end_date AS ed, d.due_date AS due, d.channel = 2 AS online, d.status IN (9, 10) AS st910,
                d.has_digitized_components AS dig, d.reused_digitized_data AS reu, d.has_e_result AS eres,
@@ -275,8 +305,20 @@ def _dossier_counters(con, D: str, R: str, as_of: date) -> None:
         FROM {D} d LEFT JOIN dis_iv i ON i.dossier_id = d.dossier_id
         WHERE d.is_received AND d.received_date <= DATE '{as_of}')
     """)
+    if explain:
+        return
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE d_agg AS
+        SELECT own, period_id, field_code, field_name,
+               {", ".join(f"count(*) FILTER ({expr}) AS {name}" for name, expr in DOSSIER_FLAGS.items())}
+        FROM ({classified_sql(bases)}) c GROUP BY ALL
+    """)
+
+
+def classified_sql(bases: str) -> str:
+    """(dossier, period) pairs of the selected periods, each with its flags at E: res (resolved in P), rin
+    (received in P), cls (1 early, 2 on_time, 3 late, 4 within_time, 5 overdue), rated_dis, ..."""
+    return f"""
         WITH u AS (
             SELECT d.*, b.basis, b.k,
                    unnest(range(CASE WHEN b.cut THEN d.m0x ELSE d.m0c END // b.k,
@@ -310,29 +352,15 @@ def _dossier_counters(con, D: str, R: str, as_of: date) -> None:
                    rd >= ps AS rin
             FROM s
         )
-        SELECT own, period_id, field_code, field_name,
-               count(*) AS pop, count(*) FILTER (rin) AS recv, count(*) FILTER (rin AND online) AS recv_online,
-               count(*) FILTER (NOT rin) AS carried, count(*) FILTER (res) AS resolved,
-               count(*) FILTER (cls = 1) AS c_early, count(*) FILTER (cls = 2) AS c_on_time,
-               count(*) FILTER (cls = 3) AS c_late, count(*) FILTER (NOT res) AS in_prog,
-               count(*) FILTER (cls = 4) AS c_within, count(*) FILTER (cls = 5) AS c_overdue,
-               count(*) FILTER (rin AND dig) AS digit, count(*) FILTER (rin AND reu) AS reuse,
-               count(*) FILTER (res AND st910 AND paper) AS eres_den,
-               count(*) FILTER (res AND st910 AND paper AND eres) AS eres_num,
-               count(*) FILTER (rin AND fee) AS fee_den,
-               count(*) FILTER (rin AND fee AND paid <= e) AS fee_num,
-               count(*) FILTER (cls IN (3, 5) OR rated_dis OR fbd <= e) AS dissat,
-               count(*) FILTER (rin AND online AND (NOT paper OR eres)) AS i33,
-               count(*) FILTER (rin AND dig AND NOT (res AND st910 AND paper AND NOT eres)) AS i42
-        FROM c GROUP BY ALL
-    """)
+        SELECT * FROM c"""
 
 
-def _feedback_counters(con, F: str) -> None:
+
+def _feedback_counters(con, F: str, explain: bool = False) -> None:
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE fb_agg AS
+        CREATE OR REPLACE TEMP TABLE {"fb_rows" if explain else "fb_agg"} AS
         WITH j AS (
-            SELECT f.owner_agency_code AS own, p.period_id, p.e, p.period_start AS ps, f.received_date AS rd,
+            SELECT {"f.feedback_id, f.dossier_id, " if explain else ""}f.owner_agency_code AS own, p.period_id, p.e, p.period_start AS ps, f.received_date AS rd,
                    f.answered_date AS ad, f.deadline_date AS dl, f.likes, f.dislikes, f.is_re_complaint
             FROM {F} f JOIN periods p ON p.basis = 'calendar' AND p.selected
               AND f.received_date <= p.e AND (f.answered_date IS NULL OR f.answered_date >= p.period_start)
@@ -340,13 +368,13 @@ def _feedback_counters(con, F: str) -> None:
         ), c AS (
             SELECT *, ad IS NOT NULL AND ad <= e AS answered, rd >= ps AS rin FROM j
         )
-        SELECT own, period_id, count(*) AS fb_pop,
-               count(*) FILTER ((answered AND ad <= dl) OR (NOT answered AND e <= dl)) AS fb_ontime,
-               count(*) FILTER (rin) AS fb_recv,
-               count(*) FILTER (rin AND (dislikes > likes OR is_re_complaint OR (answered AND ad > dl)
-                                         OR (NOT answered AND e > dl))) AS fb_unsat
-        FROM c GROUP BY ALL
+        {"SELECT * FROM c" if explain else _fb_agg_select()}
     """)
+
+
+def _fb_agg_select() -> str:
+    flags = ", ".join(f"count(*) FILTER ({expr}) AS {name}" for name, expr in FEEDBACK_FLAGS.items())
+    return f"SELECT own, period_id, {flags} FROM c GROUP BY ALL"
 
 
 def _ecert_and_procedure_counters(con, E: str, P: str) -> None:
@@ -529,3 +557,106 @@ def publish_marts(wh: Path, tables: dict[str, pa.Table], periods: set[str] | Non
                 continue
         write_table(wh, name, t)
     return {name: t.num_rows for name, t in final.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# explain: the records behind a KPI's numerator and denominator
+# ---------------------------------------------------------------------------------------------------------------
+CLASS_SQL = ("CASE cls WHEN 1 THEN 'early' WHEN 2 THEN 'on_time' WHEN 3 THEN 'late' WHEN 4 THEN 'within_time' "
+             "WHEN 5 THEN 'overdue' END")
+# code -> (record kind, numerator flag, denominator flag)
+EXPLAIN = {
+    "on_time_rate": ("dossier", "cls IN (1, 2, 4)", "true"),
+    "online_rate": ("dossier", DOSSIER_FLAGS["recv_online"], "rin"),
+    "digitization_rate": ("dossier", DOSSIER_FLAGS["digit"], "rin"),
+    "reuse_rate": ("dossier", DOSSIER_FLAGS["reuse"], "rin"),
+    "e_result_rate": ("dossier", DOSSIER_FLAGS["eres_num"], DOSSIER_FLAGS["eres_den"]),
+    "online_payment_rate": ("dossier", DOSSIER_FLAGS["fee_num"], DOSSIER_FLAGS["fee_den"]),
+    "satisfaction_rate": ("dossier", f"NOT ({DOSSIER_FLAGS['dissat']})", "true"),
+    "feedback_on_time_rate": ("feedback", FEEDBACK_FLAGS["fb_ontime"], "true"),
+    "feedback_satisfaction_rate": ("feedback", f"rin AND NOT ({FEEDBACK_FLAGS['fb_unsat']})", "rin"),
+    "2.1": ("dossier", "cls IN (1, 2, 4)", "true"),
+    "3.3": ("dossier", DOSSIER_FLAGS["i33"], "rin"),
+    "3.6": ("dossier", DOSSIER_FLAGS["fee_num"], DOSSIER_FLAGS["fee_den"]),
+    "4.1": ("dossier", DOSSIER_FLAGS["eres_num"], DOSSIER_FLAGS["eres_den"]),
+    "4.2": ("dossier", DOSSIER_FLAGS["i42"], "rin"),
+    "4.3": ("dossier", DOSSIER_FLAGS["reuse"], "rin"),
+    "5.2": ("feedback", FEEDBACK_FLAGS["fb_ontime"], "true"),
+    "5.3": ("feedback", f"rin AND NOT ({FEEDBACK_FLAGS['fb_unsat']})", "rin"),
+    "5.4": ("dossier", f"NOT ({DOSSIER_FLAGS['dissat']})", "true"),
+    # form 06 columns
+    **{name: ("dossier", DOSSIER_FLAGS[expr] if expr in DOSSIER_FLAGS else "rin AND NOT online", "true")
+       for name, expr in F06_COLUMNS},
+}
+
+
+def marts_as_of(warehouse: Path) -> date | None:
+    meta = Path(warehouse) / "_marts_meta.json"
+    if not meta.exists():
+        return None
+    return date.fromisoformat(json.loads(meta.read_text())["as_of"])
+
+
+def explain(warehouse: Path, code: str, agency: str, period: str, *, basis: str = "calendar",
+            as_of: date | None = None, con=None) -> pa.Table:
+    """Records (dossiers or feedback items; no personal data) in the denominator of a KPI / 766 indicator / form
+    06 column for an agency (its roll-up included) and period, with ``in_numerator``."""
+    if code not in EXPLAIN:
+        raise KeyError(f"cannot explain {code!r}; one of: {', '.join(EXPLAIN)}")
+    wh = Path(warehouse)
+    as_of = as_of or marts_as_of(wh)
+    if as_of is None:
+        raise ValueError("as_of unknown: build the marts first or pass as_of")
+    kind, num, den = EXPLAIN[code]
+    own = con is None
+    con = con or duck(wh)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE agencies AS SELECT * FROM {_core(wh, 'core_agencies')}")
+        make_agency_chain(con)
+        _load_periods(con, as_of, {period})
+        con.execute("UPDATE periods SET selected = selected AND basis = ?", [basis])
+        D, F = _core(wh, "core_dossiers"), _core(wh, "core_feedback")
+        E = _core(wh, "core_e_certifications")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE owner_p AS
+            WITH s AS (SELECT DISTINCT owner_agency_code AS code FROM {D}
+                       UNION SELECT DISTINCT owner_agency_code FROM {F} UNION SELECT DISTINCT owner_agency_code FROM {E})
+            SELECT s.code, p.period_id,
+                   arg_min(c.member, c.pos) FILTER (WHERE coalesce(c.valid_from, DATE '0001-01-01') <= p.period_end
+                         AND (c.valid_to IS NULL OR c.valid_to >= p.period_start)) AS agency_code
+            FROM s JOIN agency_chain_v c ON c.agency_code = s.code CROSS JOIN periods p WHERE p.selected
+            GROUP BY s.code, p.period_id
+        """)
+        _rollup(con)
+        if kind == "dossier":
+            _dossier_counters(con, D, _core(wh, "core_ratings"), as_of, explain=True)
+            bases = ", ".join(f"('{b}', {k}, {str(b != 'calendar').lower()})"
+                              for b in PERIOD_BASES for k in (1, 3, 12))
+            rows = f"""
+                SELECT c.dossier_id, c.procedure_code, o.agency_code AS counted_for, c.own AS owner_on_received,
+                       c.status, c.channel_code AS channel, c.rd AS received_date, c.due AS due_date,
+                       c.ed AS end_date, c.e AS evaluation_date, c.rin AS received_in_period, c.res AS resolved_in_period,
+                       {CLASS_SQL} AS class, c.nsup AS supplement_requests_by_e, c.pause_d AS paused_since,
+                       ({num}) AS in_numerator
+                FROM ({classified_sql(bases)}) c"""
+            order = "dossier_id"
+        else:
+            _feedback_counters(con, F, explain=True)
+            rows = f"""
+                SELECT c.feedback_id, c.dossier_id, o.agency_code AS counted_for, c.own AS owner_on_received,
+                       c.rd AS received_date, c.ad AS answered_date, c.dl AS deadline_date, c.e AS evaluation_date,
+                       c.rin AS received_in_period, c.likes, c.dislikes, c.is_re_complaint,
+                       ({num}) AS in_numerator
+                FROM fb_rows c"""
+            order = "feedback_id"
+        sql = f"""
+            {rows}
+            JOIN owner_p o ON o.code = c.own AND o.period_id = c.period_id
+            JOIN rollup r ON r.descendant = o.agency_code AND r.period_id = c.period_id AND r.ancestor = ?
+            WHERE ({den})
+            ORDER BY {order}
+        """
+        return con.execute(sql, [agency]).to_arrow_table()
+    finally:
+        if own:
+            con.close()
