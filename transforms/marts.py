@@ -656,7 +656,7 @@ def explain(warehouse: Path, code: str, agency: str, period: str, *, basis: str 
             WHERE ({den})
             ORDER BY {order}
         """
-        return con.execute(sql, [agency]).to_arrow_table()
+        return con.sql(sql, params=[agency]).to_arrow_table()
     finally:
         if own:
             con.close()

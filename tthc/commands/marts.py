@@ -1,0 +1,146 @@
+"""Analyst access: ``tthc query``, ``tthc explain``, ``tthc dictionary``."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tthc.cli import app
+from tthc.settings import PROJECT_ROOT, get_settings
+
+console = Console()
+
+
+def _warehouse(warehouse: Path | None) -> Path:
+    wh = Path(get_settings(warehouse=warehouse).warehouse)
+    if not wh.is_dir():
+        raise typer.BadParameter(f"warehouse folder {wh} does not exist")
+    return wh
+
+
+def _print_arrow(t, title: str | None = None, limit: int = 200) -> None:
+    table = Table(title=title, show_lines=False)
+    for name in t.column_names:
+        table.add_column(name, overflow="fold")
+    for row in t.slice(0, limit).to_pylist():
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(table)
+    if t.num_rows > limit:
+        console.print(f"... {t.num_rows - limit} more rows (use --out to get them all)")
+
+
+def _write_out(t, out: Path) -> None:
+    import duckdb
+
+    fmt = {".csv": "csv, HEADER true", ".parquet": "parquet"}.get(out.suffix.lower())
+    if fmt is None:
+        raise typer.BadParameter(f"--out must end in .csv or .parquet, got {out.name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.register("result_rows", t)  # DuckDB writes nested columns (lists) to CSV as text; pyarrow cannot
+    con.execute(f"COPY result_rows TO '{out}' (FORMAT {fmt})")
+    con.close()
+    console.print(f"wrote {t.num_rows} rows to {out}")
+
+
+@app.command()
+def query(
+    sql: str = typer.Argument(..., help="SQL over the warehouse's tables (each folder is a view)"),
+    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
+    out: Path = typer.Option(None, "--out", help="Write the result to x.csv or x.parquet instead of printing"),
+    limit: int = typer.Option(200, help="Rows to print"),
+) -> None:
+    """Run SQL against the marts and core tables (DuckDB views named after the table folders)."""
+    from warehouse.views import connect
+
+    con = connect(_warehouse(warehouse))
+    try:
+        t = con.sql(sql).to_arrow_table()
+    except Exception as exc:  # duckdb errors are plain-worded; show them without a traceback
+        raise typer.BadParameter(str(exc)) from None
+    finally:
+        con.close()
+    if out:
+        _write_out(t, out)
+    else:
+        _print_arrow(t, limit=limit)
+
+
+@app.command()
+def explain(
+    kpi: str = typer.Option(..., "--kpi", help="kpi_code (on_time_rate...), 766 indicator (2.1...) or form 06 column"),
+    agency: str = typer.Option(..., "--agency", help="agency_code (roll-ups include their descendants)"),
+    period: str = typer.Option(..., "--period", help="2024-03, 2024-Q1 or 2024"),
+    basis: str = typer.Option("calendar", help="calendar or cutoff_15 (form 06)"),
+    as_of: str = typer.Option(None, "--as-of", help="Data date (default: the one the marts were built with)"),
+    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
+    out: Path = typer.Option(None, "--out", help="Write the rows to x.csv or x.parquet"),
+    limit: int = typer.Option(500, help="Rows to print"),
+) -> None:
+    """List the dossiers (or feedback items) behind a KPI's numerator and denominator; no personal data."""
+    from transforms.marts import explain as explain_rows
+
+    wh = _warehouse(warehouse)
+    try:
+        t = explain_rows(wh, kpi, agency, period, basis=basis,
+                         as_of=date.fromisoformat(as_of) if as_of else None)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    num = sum(1 for v in t.column("in_numerator").to_pylist() if v)
+    title = f"{kpi} · {agency} · {period} ({basis}): numerator {num}, denominator {t.num_rows}"
+    if out:
+        _write_out(t, out)
+        console.print(title)
+    else:
+        brief = [c for c in t.column_names if c in (
+            "dossier_id", "feedback_id", "procedure_code", "counted_for", "status", "received_date", "due_date",
+            "answered_date", "deadline_date", "end_date", "class", "in_numerator")]
+        _print_arrow(t.select(brief), title=title, limit=limit)
+
+
+@app.command()
+def dictionary(
+    out: Path = typer.Option(PROJECT_ROOT / "docs" / "data_dictionary.md", "--out", help="Markdown file to write"),
+) -> None:
+    """Regenerate the data dictionary (Vietnamese and English) from expectations/tables/*.yaml."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_dictionary(), encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+TABLES_DIR = PROJECT_ROOT / "expectations" / "tables"
+
+
+def render_dictionary(tables_dir: Path = TABLES_DIR) -> str:
+    """Markdown data dictionary (Vietnamese and English) of every core_ and mart_ table contract."""
+    import yaml
+
+    lines = [
+        "# Từ điển dữ liệu / Data dictionary",
+        "",
+        "Generated by `tthc dictionary` from `expectations/tables/*.yaml`; do not edit by hand.",
+        "Bảng dành cho người phân tích (core_ và mart_). Tables analysts read (core_ and mart_): each is a folder",
+        "`<warehouse>/<table>/` of Parquet and a DuckDB view of the same name (`tthc query`, "
+        "`warehouse.views.connect`).",
+        "",
+    ]
+    paths = sorted(tables_dir.glob("core_*.yaml")) + sorted(tables_dir.glob("mart_*.yaml"))
+    for path in paths:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        lines += [f"## `{spec['table']}`", "", f"- **vi:** {spec.get('vi', '')}", f"- **en:** {spec.get('en', '')}",
+                  f"- **key:** {', '.join(f'`{k}`' for k in spec.get('key', []))}", "",
+                  "| column | type | vi | en |", "|---|---|---|---|"]
+        for c in spec["columns"]:
+            vi = str(c.get("vi", "")).replace("|", "\\|")
+            en = str(c.get("en", "")).replace("|", "\\|")
+            lines.append(f"| `{c['name']}` | {c['type']} | {vi} | {en} |")
+        if spec.get("kpis"):
+            lines += ["", "| code | vi | en | formula |", "|---|---|---|---|"]
+            for k in spec["kpis"]:
+                lines.append(f"| `{k['code']}` | {k['vi']} | {k['en']} | {k['formula']} |")
+        lines.append("")
+    return "\n".join(lines)
