@@ -1,7 +1,8 @@
-"""The nightly flow: inbox files -> raw/staging/quarantine -> (gate) -> core -> marts, with a run summary.
+"""The nightly flow: pulls + inbox files -> raw/staging/quarantine -> quality gate -> core -> marts.
 
 Runs locally on Prefect's ephemeral API (``tthc run``) or on a server when ``PREFECT_API_URL`` is set
-(deployment ``nightly`` in prefect.yaml). Business rules live in transforms/; this module only orchestrates.
+(deployment ``nightly`` in prefect.yaml). Business rules live in transforms/; this module only orchestrates:
+tasks, retries, logs, artifacts, alerts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed
 
 from flows import progress
+from flows.alerts import notify, on_crashed_hook, on_failure_hook
 from transforms import ingest
+from transforms.contracts import stg_table
 from tthc.settings import Settings, get_settings
 from warehouse.ledger import Ledger
 
@@ -62,24 +65,81 @@ def ingest_file_task(f: ingest.InboxFile, warehouse: Path, ledger_url: str, run_
     return out
 
 
-def _summary_markdown(run_id: str, as_of: date, outcomes: list[ingest.FileOutcome], extra: dict) -> str:
-    s = ingest.summarize(outcomes)
-    lines = [f"# Nightly run {run_id} (as of {as_of})", "",
-             f"Files: {s['files']} (staged {s['staged']}, already ingested {s['duplicate']}, "
-             f"rejected {s['rejected']}, failed {s['failed']}); rows raw {s['rows_raw']}, staged "
-             f"{s['rows_staged']}, quarantined {s['rows_quarantined']}.", ""]
-    problems = [o for o in outcomes if o.status in ("rejected", "failed")]
-    if problems:
-        lines += ["## Files not loaded", ""] + [f"- `{o.rel}`: {o.error}" for o in problems] + [""]
-    for k, v in extra.items():
-        lines.append(f"- {k}: {v}")
-    return "\n".join(lines)
+@task(name="quality-gate", cache_policy=NONE, task_run_name="gate {source}/{entity} {batch_id}")
+def gate_task(warehouse: Path, source: str, entity: str, batch_id: str, ledger_url: str, run_id: str,
+              settings: Settings, as_of: date):
+    """Great Expectations contract + batch checks on one staged batch; a critical failure holds the batch."""
+    from transforms.quality.gate import check_batch
+
+    log = get_run_logger()
+    ledger = Ledger(ledger_url)
+    try:
+        g = check_batch(warehouse, stg_table(source, entity), batch_id, ledger=ledger, run_id=run_id,
+                        settings=settings, as_of=as_of)
+        if g.passed:
+            ledger.finish_batch(batch_id, "passed")
+            for w in g.warnings:
+                log.warning("%s", w.message)
+        else:
+            ingest.hold_batch(warehouse, source, entity, batch_id)
+            ledger.finish_batch(batch_id, "gate_failed", error=g.summary_line())
+            log.error("%s", g.summary_line())
+    finally:
+        ledger.dispose()
+    return g
 
 
-@flow(name="tthc-nightly", log_prints=False)
+@task(name="build-core-and-marts", cache_policy=NONE)
+def build_task(warehouse: Path, settings: Settings, as_of: date, new_batches: list[tuple[str, str, str]],
+               full_rebuild: bool) -> dict:
+    from transforms import core, marts, plan
+
+    log = get_run_logger()
+    agencies = settings.resolved_agencies_path
+    digest = plan.file_digest(agencies)
+    p = plan.plan_rebuild(warehouse, new_batches, as_of, agencies_digest=digest, full_rebuild=full_rebuild)
+    if p.mode == "skip":
+        log.info("core and marts unchanged: %s", p.reason)
+        return {"rebuild": "skip", "reason": p.reason}
+    progress.report("core+marts", 0, 2, p.reason)
+    core_rows = core.build_core(warehouse, agencies, extra_days_off=settings.resolved_extra_days_off_path)
+    progress.report("core+marts", 1, 2, "marts")
+    periods = p.periods(as_of)
+    mart_rows = marts.build_marts(warehouse, as_of, targets_csv=settings.resolved_targets_path, periods=periods)
+    plan.write_meta(warehouse, as_of, digest)
+    progress.report("core+marts", 2, 2, "")
+    log.info("core %s; marts %s (%s, %s)", core_rows, mart_rows, p.mode, p.reason)
+    return {"rebuild": p.mode, "reason": p.reason, "periods": len(periods) if periods is not None else "all",
+            "core": core_rows, "marts": mart_rows}
+
+
+def _pull_sources(settings: Settings, wh: Path, run_id: str, codes: list[str], key: bytes, as_of: date,
+                  gate_results: list) -> list:
+    """Pull every configured export API / replica source; each pull is one batch through the same gate."""
+    from flows.pull import _with_secret_blocks, pull_task
+    from transforms.pull.run import configured_pulls
+
+    specs = _with_secret_blocks(configured_pulls(settings))
+    outcomes = []
+    for i, spec in enumerate(specs):
+        progress.report("pull", i, len(specs), spec.name)
+        out = pull_task(spec, wh, settings.resolved_ledger_url, run_id, codes, key, settings, True, None,
+                        as_of=as_of)
+        if out.gate_result is not None:
+            gate_results.append(out.gate_result)
+        outcomes.append(out)
+    if specs:
+        progress.report("pull", len(specs), len(specs), "")
+    return outcomes
+
+
+@flow(name="tthc-nightly", log_prints=False, on_failure=[on_failure_hook], on_crashed=[on_crashed_hook])
 def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date | None = None,
-            full_rebuild: bool = False):
-    """Ingest every new inbox file, check the ledger's row balance, build core and marts."""
+            full_rebuild: bool = False, pull: bool = True):
+    """Pull configured sources, ingest every new inbox file, gate each batch, build core and marts, report."""
+    from transforms.quality import mart_dq
+    from transforms.quality.report import build_reports
+
     log = get_run_logger()
     settings: Settings = get_settings(inbox=inbox, warehouse=warehouse, as_of=as_of)
     as_of = settings.as_of or default_as_of()
@@ -94,36 +154,82 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
                     ", ".join(rolled_back))
     try:
         agencies = ingest.load_agencies(settings.resolved_agencies_path)
+        codes = [a["agency_code"] for a in agencies]
         key = settings.pseudonym_key_bytes(create=True)
-        files = ingest.discover(Path(settings.inbox))
+
+        # 1. pulls (export API, replica): staged and gated one batch per source/entity
+        gate_results: list = []
+        pulls = _pull_sources(settings, wh, run_id, codes, key, as_of, gate_results) if pull else []
+
+        # 2. inbox files
+        files = ingest.discover(Path(settings.inbox)) if Path(settings.inbox).exists() else []
         log.info("inbox %s: %d file(s); as_of %s; warehouse %s", settings.inbox, len(files), as_of, wh)
         outcomes: list[ingest.FileOutcome] = []
-        codes = [a["agency_code"] for a in agencies]
         for i, f in enumerate(files):
             progress.report("ingest", i, len(files), f.rel)
             outcomes.append(ingest_file_task(f, wh, settings.resolved_ledger_url, run_id, codes, key,
                                              settings.batch_rows))
         progress.report("ingest", len(files), len(files), "")
         ledger.check_balance(run_id)
-        extra: dict = {}
+
+        # 3. quality gate on every staged file batch
+        staged = [o for o in outcomes if o.status == "staged"]
+        for i, o in enumerate(staged):
+            progress.report("gate", i, len(staged), o.rel)
+            gate_results.append(gate_task(wh, o.source, o.entity, o.batch_id, settings.resolved_ledger_url,
+                                          run_id, settings, as_of))
+        progress.report("gate", len(staged), len(staged), "")
+        passed = [(g.table.removeprefix("stg_").split("__")[0], g.table.split("__")[1], g.batch_id)
+                  for g in gate_results if g.passed]
+        held = [g for g in gate_results if not g.passed]
+
+        # 4. core and marts, only from batches that passed
+        build = build_task(wh, settings, as_of, passed, full_rebuild)
+        mart_dq.build(wh)
+
+        # 5. reports, artifacts, alerts
+        rejected = ([{"file": o.rel, "message": o.error} for o in outcomes if o.status in ("rejected", "failed")]
+                    + [{"file": f"pull {p.source}/{p.entity} ({p.kind})", "message": p.error}
+                       for p in pulls if p.status == "failed"])
+        reports = build_reports(wh, run_id, gate_results, rejected=rejected)
         summary = ingest.summarize(outcomes)
+        summary.update({"batches_passed": len(passed), "batches_held": len(held),
+                        "pulls": len(pulls), "pulls_failed": sum(p.status == "failed" for p in pulls),
+                        "rebuild": build.get("rebuild"), "report": str(reports["html"])})
         create_table_artifact(
             key="nightly-files", description=f"Files of run {run_id}",
             table=[{"file": o.rel, "status": o.status, "batch": o.batch_id or o.duplicate_of, "raw": o.rows_raw,
                     "staged": o.rows_staged, "quarantined": o.rows_quarantined,
                     "rules": ", ".join(f"{k}={v}" for k, v in sorted(o.rules.items())),
-                    "error": o.error or ""} for o in outcomes])
-        create_markdown_artifact(key="nightly-summary", markdown=_summary_markdown(run_id, as_of, outcomes, extra))
-        bad = [o for o in outcomes if o.status in ("rejected", "failed")]
-        status = "failed" if bad else "completed"
-        ledger.finish_run(run_id, status, {**summary, **extra, "as_of": str(as_of)})
-        result = {"run_id": run_id, "as_of": str(as_of), "summary": summary, "extra": extra,
-                  "outcomes": [o.as_dict() for o in outcomes]}
-        if bad:
-            return Failed(message="; ".join(o.error or o.rel for o in bad), data=result)
-        return Completed(message=f"{summary['staged']} file(s) staged", data=result)
+                    "error": o.error or ""} for o in outcomes] or [{"file": "(no file in the inbox)"}])
+        create_markdown_artifact(key="nightly-summary",
+                                 markdown=_summary_markdown(run_id, as_of, outcomes, build) + "\n\n"
+                                 + reports["markdown"])
+        notify(settings, reports["summary"])
+        problems = ([o.error or o.rel for o in outcomes if o.status in ("rejected", "failed")]
+                    + [g.summary_line() for g in held]
+                    + [p.error or p.source for p in pulls if p.status in ("failed", "gate_failed")])
+        ledger.finish_run(run_id, "failed" if problems else "completed",
+                          {**summary, "as_of": str(as_of), "build": build})
+        if problems:
+            return Failed(message="; ".join(problems))
+        return Completed(message=f"{summary['staged']} file(s) staged, {len(pulls)} pull(s); "
+                                 f"core/marts: {build.get('rebuild')} ({build.get('reason')})")
     except BaseException as exc:
         ledger.finish_run(run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
         raise
     finally:
         ledger.dispose()
+
+
+def _summary_markdown(run_id: str, as_of: date, outcomes: list[ingest.FileOutcome], build: dict) -> str:
+    s = ingest.summarize(outcomes)
+    lines = [f"# Nightly run {run_id} (as of {as_of})", "",
+             f"Files: {s['files']} (staged {s['staged']}, already ingested {s['duplicate']}, "
+             f"rejected {s['rejected']}, failed {s['failed']}); rows raw {s['rows_raw']}, staged "
+             f"{s['rows_staged']}, quarantined {s['rows_quarantined']}.", "",
+             f"Core and marts: {build.get('rebuild')} ({build.get('reason')}).", ""]
+    problems = [o for o in outcomes if o.status in ("rejected", "failed")]
+    if problems:
+        lines += ["## Files not loaded", ""] + [f"- `{o.rel}`: {o.error}" for o in problems] + [""]
+    return "\n".join(lines)

@@ -48,18 +48,24 @@ def _with_secret_blocks(specs: list[PullSpec]) -> list[PullSpec]:
 
 @task(name="pull-source", cache_policy=NONE, task_run_name="pull {spec.source}/{spec.entity} ({spec.kind})")
 def pull_task(spec: PullSpec, warehouse: Path, ledger_url: str, run_id: str, agency_codes: list[str],
-              pseudonym_key: bytes, settings: Settings, use_gate: bool, backfill: tuple[date, date] | None
-              ) -> PullOutcome:
+              pseudonym_key: bytes, settings: Settings, use_gate: bool, backfill: tuple[date, date] | None,
+              as_of: date | None = None) -> PullOutcome:
     log = get_run_logger()
     ledger = Ledger(ledger_url)
     gate = None
+    captured: list = []
     if use_gate:
+        from transforms import ingest as _ingest
         from transforms.contracts import stg_table
         from transforms.quality.gate import check_batch
 
         def gate(stage) -> bool:
-            return check_batch(warehouse, stg_table(spec.source, spec.entity), stage.batch_id, ledger=ledger,
-                               run_id=run_id, settings=settings).passed
+            g = check_batch(warehouse, stg_table(spec.source, spec.entity), stage.batch_id, ledger=ledger,
+                            run_id=run_id, settings=settings, as_of=as_of)
+            captured.append(g)
+            if not g.passed:  # keep it out of core and marts; the window is pulled again next run
+                _ingest.hold_batch(warehouse, spec.source, spec.entity, stage.batch_id)
+            return g.passed
     kw = dict(warehouse=warehouse, ledger=ledger, run_id=run_id, agency_codes=agency_codes,
               pseudonym_key=pseudonym_key, overlap_minutes=settings.pull_overlap_minutes,
               page_size=settings.pull_page_size, gate=gate)
@@ -71,6 +77,7 @@ def pull_task(spec: PullSpec, warehouse: Path, ledger_url: str, run_id: str, age
             out = pull_to_warehouse(spec, **kw)
     finally:
         ledger.dispose()
+    out.gate_result = captured[-1] if captured else None
     if out.status in ("failed", "gate_failed"):
         log.error("%s: %s", spec.name, out.error)
     else:

@@ -263,3 +263,24 @@ def summarize(outcomes: list[FileOutcome]) -> dict:
 
 def outcomes_json(outcomes: list[FileOutcome]) -> str:
     return json.dumps([o.as_dict() for o in outcomes], ensure_ascii=False, default=str)
+
+
+HELD_DIR = "_held"
+
+
+def hold_batch(warehouse: Path, source: str, entity: str, batch_id: str) -> Path | None:
+    """Keep a batch that failed a critical quality check out of core and marts without losing it.
+
+    Its staged file moves to ``<warehouse>/_held/stg_<source>__<entity>/`` (raw and quarantine stay where they
+    are); an operator can inspect it there and move it back once the export is understood to be right.
+    """
+    from transforms.contracts import stg_table
+
+    src = store.table_dir(warehouse, stg_table(source, entity)) / f"{batch_id}.parquet"
+    if not src.exists():
+        return None
+    dst_dir = Path(warehouse) / HELD_DIR / stg_table(source, entity)
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    dst = dst_dir / src.name
+    src.replace(dst)
+    return dst

@@ -128,7 +128,8 @@ def _code_expr(v: str, col: Column) -> str:
     pairs = ", ".join(f"{_lit(k)}: {str(c) if numeric else _lit(c)}" for k, c in lookup.items())
     key = f"lower(nfc_normalize(regexp_replace({v}, '\\s+', ' ', 'g')))"
     if numeric:
-        return f"coalesce(CASE WHEN regexp_matches({v}, '^\\d+(\\.0+)?$') THEN map_extract_value(MAP {{{pairs}}}, CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT)::VARCHAR) END, map_extract_value(MAP {{{pairs}}}, {key}))"
+        return (f"CAST(coalesce(CASE WHEN regexp_matches({v}, '^\\d+(\\.0+)?$') THEN map_extract_value(MAP {{{pairs}}}, "
+                f"CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT)::VARCHAR) END, map_extract_value(MAP {{{pairs}}}, {key})) AS BIGINT)")
     return f"map_extract_value(MAP {{{pairs}}}, {key})"
 
 

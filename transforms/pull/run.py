@@ -81,9 +81,12 @@ class PullOutcome:
     error: str | None = None
     seconds: float = 0.0
     details: dict = field(default_factory=dict)
+    gate_result: Any = field(default=None, repr=False, compare=False)  # the GateResult, when gated
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("gate_result", None)
+        return d
 
 
 def describe_source(spec: PullSpec, window: Window) -> str:

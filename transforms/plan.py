@@ -1,0 +1,105 @@
+"""Which part of core and marts a night's new data can change (so a night rebuilds a few months, not years).
+
+Rules (each errs towards rebuilding more, never less):
+- no mart yet, ``--full-rebuild``, a new procedure catalogue batch (settled details 8 and 15 look versions up
+  by date, so a new version can change any period), a changed agencies.csv, or an as_of earlier than the last
+  build's: rebuild every period;
+- otherwise the periods from the earliest date the new records carry (dossiers and feedback: received date;
+  ratings: rated date; payments: paid date; e-certifications: certification date; a later period is reached
+  through the carried-over population and the year-earlier target of e_certified_copies) up to as_of, plus,
+  when as_of moved forward, the periods from the previous as_of on (their evaluation date E changed);
+- nothing new and the same as_of: nothing to rebuild (the marts stay byte-identical).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from warehouse import store
+
+ENTITY_DATE = {
+    "dossiers": "received_at",
+    "feedback": "received_at",
+    "ratings": "rated_at",
+    "payments": "paid_at",
+    "e_certifications": "certified_at",
+}
+META = "_build_meta.json"
+
+
+@dataclass
+class RebuildPlan:
+    mode: str  # full | incremental | skip
+    reason: str
+    first_date: date | None = None
+
+    def periods(self, as_of: date) -> set[str] | None:
+        from transforms.marts import changed_periods
+
+        if self.mode == "full":
+            return None
+        if self.mode == "skip" or self.first_date is None:
+            return set()
+        return changed_periods([self.first_date], as_of)
+
+
+def file_digest(path: Path) -> str | None:
+    p = Path(path)
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
+
+
+def read_meta(warehouse: Path) -> dict:
+    p = Path(warehouse) / META
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def write_meta(warehouse: Path, as_of: date, agencies_digest: str | None) -> None:
+    p = Path(warehouse) / META
+    text = json.dumps({"as_of": as_of.isoformat(), "agencies_sha256": agencies_digest}, sort_keys=True)
+    if not p.exists() or p.read_text() != text:
+        tmp = p.with_name(f".{p.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(p)
+
+
+def plan_rebuild(warehouse: Path, new_batches: list[tuple[str, str, str]], as_of: date, *,
+                 agencies_digest: str | None, full_rebuild: bool = False) -> RebuildPlan:
+    """``new_batches``: (source, entity, batch_id) of the batches that passed the gate this run."""
+    wh = Path(warehouse)
+    meta = read_meta(wh)
+    if full_rebuild:
+        return RebuildPlan("full", "--full-rebuild asked")
+    if not store.table_exists(wh, "mart_kpi__agency_period") or not meta:
+        return RebuildPlan("full", "no marts built yet")
+    if meta.get("agencies_sha256") != agencies_digest:
+        return RebuildPlan("full", "agencies.csv changed")
+    last = date.fromisoformat(meta["as_of"])
+    if as_of < last:
+        return RebuildPlan("full", f"as_of {as_of} is earlier than the last build's {last}")
+    if any(entity == "procedures" for _s, entity, _b in new_batches):
+        return RebuildPlan("full", "a new procedure catalogue batch")
+    firsts: list[date] = []
+    con = duckdb.connect()
+    try:
+        for source, entity, batch_id in new_batches:
+            col = ENTITY_DATE.get(entity)
+            path = store.table_dir(wh, f"stg_{source}__{entity}") / f"{batch_id}.parquet"
+            if col is None or not path.exists():
+                continue
+            d = con.execute(f"SELECT min(CAST({col} AS DATE)) FROM read_parquet(?)", [str(path)]).fetchall()[0][0]
+            if d is not None:
+                firsts.append(d)
+    finally:
+        con.close()
+    if as_of > last:
+        firsts.append(last)
+    if not firsts:
+        return RebuildPlan("skip", "nothing new since the last build with the same as_of")
+    first = min(firsts)
+    return RebuildPlan("incremental", f"new data from {first}", first_date=first)
