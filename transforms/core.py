@@ -52,6 +52,7 @@ def duck(warehouse: Path | None = None, memory_limit: str | None = None, threads
     con.execute(f"SET memory_limit='{memory_limit or os.environ.get('TTHC_DUCKDB_MEMORY', '1GB')}'")
     con.execute(f"SET threads={threads or min(4, os.cpu_count() or 1)}")
     con.execute("SET preserve_insertion_order=false")
+    con.execute("SET enable_progress_bar=false")
     if warehouse is not None:
         tmp = Path(warehouse) / ".duckdb_tmp"
         con.execute(f"SET temp_directory='{tmp}'")
@@ -241,18 +242,18 @@ def _build_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None) 
                                        "procedure_code, version_no")
 
     # --- dossiers ------------------------------------------------------------------------------------------
-    con.execute(f"CREATE OR REPLACE TEMP TABLE d_latest AS {_latest(S['dossiers'], 'dossier_id')}")
+    # the owner on the received date depends only on (agency_code, day): computed once per distinct pair
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE d_owner AS {owner_on_date_sql(
             "SELECT DISTINCT agency_code, CAST(coalesce(received_at, submitted_at, updated_at) AS DATE) AS day "
-            "FROM d_latest")}
+            f"FROM {S['dossiers']}")}
     """)
     pay = f"({_latest(S['payments'], 'payment_id')})"
     fb = f"({_latest(S['feedback'], 'feedback_id')})"
     joins, due_fallback = add_wd_sql("x.received_date", "x.legal_days", "due")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE core_d AS
-        WITH base AS (
+    core_d = f"""
+        WITH d_latest AS ({_latest(S['dossiers'], 'dossier_id')}),
+        base AS (
             SELECT d.*, CAST(d.received_at AS DATE) AS received_date,
                    CAST(coalesce(d.received_at, d.submitted_at, d.updated_at) AS DATE) AS owner_day
             FROM d_latest d
@@ -301,9 +302,8 @@ def _build_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None) 
         LEFT JOIN d_owner o ON o.agency_code = x.agency_code AND o.day = x.owner_day
         LEFT JOIN paid ON paid.dossier_id = x.dossier_id
         LEFT JOIN linked ON linked.dossier_id = x.dossier_id
-    """)
-    counts["core_dossiers"] = _write(con, wh, "core_dossiers", "SELECT * FROM core_d", None)
-    con.execute("DROP TABLE d_latest; DROP TABLE core_d")
+    """
+    counts["core_dossiers"] = _write(con, wh, "core_dossiers", core_d, None)
 
     # --- feedback ------------------------------------------------------------------------------------------
     fjoins, deadline = add_wd_sql("f.received_date", "15", "dl")

@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.calendar import PERIOD_BASES, PERIOD_TYPES, periods_between
+from transforms.calendar import PERIOD_BASES, periods_between
 from transforms.core import duck, make_agency_chain
 from warehouse.store import table_exists, table_glob, write_table
 
