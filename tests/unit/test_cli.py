@@ -1,0 +1,136 @@
+"""The CLI without running a flow: `tthc status` on a ledger written here, `tthc run`'s exit code and messages
+(the flow replaced by a stub returning a state), bad options."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from tthc.cli import app
+from warehouse.ledger import Ledger
+
+
+@pytest.fixture
+def wide_console():
+    """Rich folds long cells at 80 columns; batch ids must appear whole in the captured output."""
+    from tthc.commands import pipeline
+
+    old = pipeline.console._width
+    pipeline.console._width = 400
+    yield
+    pipeline.console._width = old
+
+
+def _ledger_with_history(wh) -> tuple[Ledger, dict]:
+    wh.mkdir(parents=True, exist_ok=True)
+    led = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
+    led.start_run("r20251231T013000-aaaaaa", date(2025, 12, 31), "/in")
+    ids = {}
+    for i, (path, status, err) in enumerate([
+            ("one_stop/dossiers/export_2024Q1.csv", "passed", None),
+            ("one_stop/dossiers/bad_encoding.csv", "rejected", "the text encoding could not be determined"),
+            ("dvc_portal/payments/p.jsonl", "gate_failed", "critical check failed: schema")]):
+        bid = f"b20251231T0130{i:02d}000000-{i:010x}"
+        ids[path] = bid
+        led.begin_batch(bid, "r20251231T013000-aaaaaa", sha256=str(i) * 64, path=path, size_bytes=1)
+        led.finish_batch(bid, status, error=err, rows_raw=10 + i, rows_staged=9, rows_quarantined=1 + i,
+                         unknown_columns=["Ghi chú nội bộ"] if i == 0 else [])
+    led.finish_run("r20251231T013000-aaaaaa", "failed", {"staged": 1, "rejected": 1})
+    return led, ids
+
+
+def test_help_lists_the_commands():
+    res = CliRunner().invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("run", "status", "sample"):
+        assert cmd in res.output
+
+
+def test_status_names_runs_and_batches(tmp_path, wide_console):
+    wh = tmp_path / "wh"
+    led, ids = _ledger_with_history(wh)
+    led.dispose()
+    res = CliRunner().invoke(app, ["status", "--warehouse", str(wh)])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "r20251231T013000-aaaaaa" in out and "2025-12-31" in out and "staged=1" in out
+    for path, bid in ids.items():
+        assert bid in out and path in out
+    for word in ("passed", "rejected", "gate_failed", "encoding could not be determined",
+                 "unknown columns: Ghi chú nội bộ"):
+        assert word in out
+    res = CliRunner().invoke(app, ["status", "--warehouse", str(wh), "--limit", "1"])
+    assert sum(bid in res.output for bid in ids.values()) == 1
+
+
+def test_status_reads_the_warehouse_from_the_environment(tmp_path, wide_console, monkeypatch):
+    wh = tmp_path / "envwh"
+    led, ids = _ledger_with_history(wh)
+    led.dispose()
+    monkeypatch.setenv("TTHC_WAREHOUSE", str(wh))
+    res = CliRunner().invoke(app, ["status"])
+    assert res.exit_code == 0 and all(bid in res.output for bid in ids.values())
+
+
+def test_status_on_a_warehouse_without_runs(tmp_path):
+    (tmp_path / "wh").mkdir()
+    res = CliRunner().invoke(app, ["status", "--warehouse", str(tmp_path / "wh")])
+    assert res.exit_code == 0, res.output
+    assert "Recent batches" in res.output
+
+
+@pytest.mark.xfail(strict=True, reason="tthc status --warehouse <folder that does not exist> ends with a "
+                                       "sqlite3.OperationalError traceback ('unable to open database file') "
+                                       "instead of a plain message")
+def test_status_on_a_missing_warehouse_says_so_in_plain_words(tmp_path):
+    res = CliRunner().invoke(app, ["status", "--warehouse", str(tmp_path / "absent")])
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "absent" in res.output
+
+
+def test_run_refuses_a_bad_date(tmp_path):
+    res = CliRunner().invoke(app, ["run", "--inbox", str(tmp_path), "--warehouse", str(tmp_path / "wh"),
+                                   "--as-of", "31/12/2025"])
+    assert res.exit_code != 0
+    assert "is not a date YYYY-MM-DD" in res.output
+
+
+@pytest.mark.parametrize("failed", [True, False])
+def test_run_exit_code_follows_the_flow_state(tmp_path, monkeypatch, wide_console, failed):
+    import flows.nightly
+
+    wh = tmp_path / "wh"
+    calls = []
+
+    def fake_nightly(**kw):
+        calls.append(kw)
+        led, _ids = _ledger_with_history(wh)
+        led.dispose()
+        return SimpleNamespace(is_failed=lambda: failed, is_crashed=lambda: False,
+                               message="stub: export_2024Q1.csv rejected" if failed else "stub: 3 files staged")
+
+    monkeypatch.setattr(flows.nightly, "nightly", fake_nightly)
+    res = CliRunner().invoke(app, ["run", "--inbox", str(tmp_path / "in"), "--warehouse", str(wh),
+                                   "--as-of", "2025-12-31", "--full-rebuild"])
+    assert calls and calls[0]["as_of"] == date(2025, 12, 31) and calls[0]["full_rebuild"] is True
+    assert calls[0]["warehouse"] == str(wh) and calls[0]["inbox"] == str(tmp_path / "in")
+    assert "Run r20251231T013000-aaaaaa" in res.output  # the last run's batches are printed
+    if failed:
+        assert res.exit_code == 1
+        assert "Run failed" in res.output and "export_2024Q1.csv rejected" in res.output
+    else:
+        assert res.exit_code == 0, res.output
+        assert "Run completed" in res.output
+
+
+def test_started_at_is_shown_in_utc_text(tmp_path, wide_console):
+    wh = tmp_path / "wh"
+    led, ids = _ledger_with_history(wh)
+    bid = ids["dvc_portal/payments/p.jsonl"]
+    led.update_batch(bid, started_at=datetime(2025, 12, 31, 18, 30, 5))
+    led.dispose()
+    res = CliRunner().invoke(app, ["status", "--warehouse", str(wh)])
+    assert "2025-12-31 18:30:05" in res.output
