@@ -30,6 +30,7 @@ KINDS = {".csv": "csv", ".xlsx": "xlsx", ".json": "json", ".jsonl": "jsonl"}
 AGENCY_COLUMNS = ["agency_code", "agency_name", "level", "parent_code", "valid_from", "valid_to",
                   "successor_code", "legal_basis"]
 AGENCY_LEVELS = {"province", "district", "commune", "department"}
+ROW_GROUP_ROWS = 128_000
 
 
 @dataclass
@@ -168,8 +169,16 @@ def ingest_raw(batches: Iterable[pa.RecordBatch], *, warehouse: Path, source: st
     writer = store.BatchFileWriter(warehouse, raw_table(source, entity), batch_id,
                                    raw_schema_with_lineage(source, entity))
     try:
+        pending: list[pa.Table] = []
+        pending_rows = 0
         for t in _with_lineage(batches, batch_id, source_file, ingested_at, fmt):
-            writer.write(t)
+            pending.append(t)  # readers hand small blocks; write row groups of about ROW_GROUP_ROWS rows
+            pending_rows += t.num_rows
+            if pending_rows >= ROW_GROUP_ROWS:
+                writer.write(pa.concat_tables(pending))
+                pending, pending_rows = [], 0
+        if pending:
+            writer.write(pa.concat_tables(pending))
         raw_path = writer.close()
     except BaseException:
         writer.abort()

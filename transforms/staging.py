@@ -113,24 +113,32 @@ def setup_connection(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes | None
 @dataclass
 class _Col:
     name: str
-    expr: str                    # typed value
-    checks: list[tuple[str, str, str, str]]  # (rule, header, failing predicate, message suffix)
+    expr: str                    # typed value, in terms of the trimmed text columns "__v_<raw column>"
+    checks: list[tuple[str, str, str, str]]  # (rule, header, failing predicate, message); @T@ = typed, @V@ = text
     value: str                   # the offending text
 
 
 def _v(col: str) -> str:
-    return f"NULLIF(trim({_q(col)}), '')"
+    """The trimmed text of a raw column (empty = NULL), computed once per row in the query's first layer."""
+    return _q(f"__v_{col}")
 
 
 def _code_expr(v: str, col: Column) -> str:
+    """Code decoding with a fast path for the canonical code itself; labels compare NFC, case-folded."""
     lookup = code_lookup(col.codes)
     numeric = code_is_numeric(col.codes)
-    pairs = ", ".join(f"{_lit(k)}: {str(c) if numeric else _lit(c)}" for k, c in lookup.items())
+    codes = sorted({str(c) for c in lookup.values()})
     key = f"lower(nfc_normalize(regexp_replace({v}, '\\s+', ' ', 'g')))"
+    labels = " ".join(f"WHEN {_lit(k)} THEN {str(c) if numeric else _lit(c)}" for k, c in lookup.items())
     if numeric:
-        return (f"CAST(coalesce(CASE WHEN regexp_matches({v}, '^\\d+(\\.0+)?$') THEN map_extract_value(MAP {{{pairs}}}, "
-                f"CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT)::VARCHAR) END, map_extract_value(MAP {{{pairs}}}, {key})) AS BIGINT)")
-    return f"map_extract_value(MAP {{{pairs}}}, {key})"
+        fast = ", ".join(_lit(c) for c in codes)
+        excel = ", ".join(f"{c}" for c in codes)
+        return (f"CASE WHEN {v} IN ({fast}) THEN CAST({v} AS BIGINT) "
+                f"WHEN regexp_matches({v}, '^\\d+\\.0+$') AND CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT) IN ({excel}) "
+                f"THEN CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT) "
+                f"ELSE CAST(CASE {key} {labels} END AS BIGINT) END")
+    fast = ", ".join(_lit(c) for c in codes)
+    return f"CASE WHEN {v} IN ({fast}) THEN {v} ELSE CASE {key} {labels} END END"
 
 
 def _column_sql(col: Column, entity: str, fmt: str, x_columns: set[str]) -> _Col:
@@ -143,44 +151,43 @@ def _column_sql(col: Column, entity: str, fmt: str, x_columns: set[str]) -> _Col
         expr = v
     elif t == "timestamp":
         expr = f"tthc_ts({v})"
-        checks.append(("invalid_date", header, f"{v} IS NOT NULL AND {expr} IS NULL",
+        checks.append(("invalid_date", header, "@V@ IS NOT NULL AND @T@ IS NULL",
                        "is not a valid date (expected dd/mm/yyyy [HH:MM[:SS]], yyyyMMddHHmmss or ISO 8601)"))
     elif t == "date":
         expr = f"CAST(tthc_ts({v}) AS DATE)"
-        checks.append(("invalid_date", header, f"{v} IS NOT NULL AND tthc_ts({v}) IS NULL",
+        checks.append(("invalid_date", header, "@V@ IS NOT NULL AND @T@ IS NULL",
                        "is not a valid date (expected dd/mm/yyyy)"))
     elif t == "int":
-        expr = f"tthc_int({v})"
-        checks.append(("invalid_number", header, f"{v} IS NOT NULL AND {expr} IS NULL",
-                       "is not a whole number"))
+        expr = f"CASE WHEN translate({v}, '0123456789', '') = '' THEN TRY_CAST({v} AS BIGINT) ELSE tthc_int({v}) END"
+        checks.append(("invalid_number", header, "@V@ IS NOT NULL AND @T@ IS NULL", "is not a whole number"))
     elif t == "money":
-        expr = f"tthc_money({v})"
-        checks.append(("invalid_number", header, f"{v} IS NOT NULL AND {expr} IS NULL",
+        expr = f"CASE WHEN translate({v}, '0123456789', '') = '' THEN TRY_CAST({v} AS BIGINT) ELSE tthc_money({v}) END"
+        checks.append(("invalid_number", header, "@V@ IS NOT NULL AND @T@ IS NULL",
                        "is not an amount in VND (expected 50000, 50.000, 50,000 or 50.000 đ)"))
     elif t == "bool":
         if col.name in x_columns:  # a column that marks yes with 'x': empty means no
             expr = f"CASE WHEN {v} IS NULL THEN false ELSE tthc_bool({v}) END"
         else:
             expr = f"tthc_bool({v})"
-        checks.append(("invalid_bool", header, f"{v} IS NOT NULL AND tthc_bool({v}) IS NULL",
+        checks.append(("invalid_bool", header, "@V@ IS NOT NULL AND @T@ IS NULL",
                        "is not yes/no (expected Có/Không, x/empty, 1/0, TRUE/FALSE)"))
     elif t == "code":
         expr = _code_expr(v, col)
-        checks.append(("unknown_code", header, f"{v} IS NOT NULL AND ({expr}) IS NULL",
+        checks.append(("unknown_code", header, "@V@ IS NOT NULL AND @T@ IS NULL",
                        f"is not a code of the list '{col.codes}'"))
     elif t == "code_list":
         lookup = code_lookup(col.codes)
-        pairs = ", ".join(f"{_lit(k)}: {_lit(c)}" for k, c in lookup.items())
-        items = f"list_transform(string_split({v}, ';'), lambda x: map_extract_value(MAP {{{pairs}}}, lower(nfc_normalize(trim(x)))))"
+        labels = " ".join(f"WHEN {_lit(k)} THEN {_lit(c)}" for k, c in lookup.items())
+        items = f"list_transform(string_split({v}, ';'), lambda x: CASE lower(nfc_normalize(trim(x))) {labels} END)"
         expr = f"CASE WHEN {v} IS NOT NULL THEN array_to_string(list_sort(list_distinct({items})), ';') END"
-        checks.append(("unknown_code", header, f"{v} IS NOT NULL AND len(list_filter({items}, lambda x: x IS NULL)) > 0",
+        checks.append(("unknown_code", header, f"@V@ IS NOT NULL AND len(list_filter({items}, lambda x: x IS NULL)) > 0",
                        f"holds a value outside the list '{col.codes}'"))
     else:
         raise ValueError(f"unsupported column type {t!r} for {col.name}")
     if col.default is not None and t in ("int", "code", "money"):
         expr = f"coalesce({expr}, {col.default})"
     if col.min is not None and t in ("int", "money"):
-        checks.append(("out_of_range", header, f"({expr}) < {col.min}", f"is below the minimum {col.min}"))
+        checks.append(("out_of_range", header, f"@T@ < {col.min}", f"is below the minimum {col.min}"))
     return _Col(col.name, expr, checks, v)
 
 
@@ -243,9 +250,20 @@ def _sync_dossier_overrides(fmt: str) -> dict[str, _Col]:
     }
 
 
+def _t(name: str) -> str:
+    return _q(f"__t_{name}")
+
+
 def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agencies_relation: str,
-                   x_columns: set[str] = frozenset(), with_pseudonyms: bool = True) -> tuple[str, str]:
-    """SQL for (staged rows, quarantined rows) of one raw batch."""
+                   x_columns: set[str] = frozenset(), with_pseudonyms: bool = True,
+                   staged_relation: str | None = None) -> tuple[str, str]:
+    """SQL for (staged rows, quarantined rows) of one raw batch.
+
+    Three layers, each value computed once per row: ``__v_<col>`` the trimmed text of every raw column,
+    ``__t_<col>`` the typed value of every contract column, ``__rule`` the index of the first row rule broken.
+    With ``staged_relation`` (the staged file already written), the quarantine query looks only at the rows
+    missing from it, so a clean file is typed once, not twice.
+    """
     c = contract(stg_table(source, entity))
     overrides = _sync_dossier_overrides(fmt) if entity == "dossiers" else {}
     cols: list[_Col] = []
@@ -264,55 +282,66 @@ def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agenci
             continue
         x = by_name[col.name]
         if col.fallback == "dossier_id_prefix":
-            x.expr = f"coalesce({x.expr}, NULLIF(split_part({by_name['dossier_id'].expr}, '-', 1), ''))"
+            x.expr = f"coalesce({x.expr}, NULLIF(split_part({_v('dossier_id')}, '-', 1), ''))"
         x.checks.append(("unknown_agency", source_header(fmt, entity, col.name),
-                         f"({x.expr}) IS NOT NULL AND ({x.expr}) NOT IN (SELECT agency_code FROM {agencies_relation})",
+                         f"@T@ IS NOT NULL AND @T@ NOT IN (SELECT agency_code FROM {agencies_relation})",
                          "is not an agency listed in agencies.csv"))
 
-    # required values, in contract order; first failing rule wins
+    # the rules in order; the first one a row breaks is the one recorded
     ordered: list[tuple[str, str, str, str, str]] = []  # rule, header, predicate, value, message
     agency_cols = {col.name for col in c.columns if col.type == "agency"}
     for col in c.columns:
         x = by_name[col.name]
         header = source_header(fmt, entity, col.name)
         if col.required:
-            ordered.append(("required", header, f"({x.expr}) IS NULL AND {x.value} IS NULL", x.value,
+            ordered.append(("required", header, f"{_t(col.name)} IS NULL AND {x.value} IS NULL", x.value,
                             "is empty but required"))
         if col.required_unless:
             (ucol, vals), = col.required_unless.items()
             inlist = ", ".join(str(v) for v in vals)
             ordered.append(("required_if_received", header,
-                            f"{x.value} IS NULL AND coalesce(({by_name[ucol].expr}) NOT IN ({inlist}), true)",
+                            f"{x.value} IS NULL AND coalesce({_t(ucol)} NOT IN ({inlist}), true)",
                             x.value, f"is empty but required unless status is {inlist}"))
     for col in c.columns:
         x = by_name[col.name]
         for rule, header, pred, msg in x.checks:
+            pred = pred.replace("@T@", _t(col.name)).replace("@V@", x.value)
             # an agency taken from the Mã hồ sơ prefix is reported as the value that was checked
-            value = x.expr if (rule == "unknown_agency" and col.name in agency_cols) else x.value
+            value = _t(col.name) if (rule == "unknown_agency" and col.name in agency_cols) else x.value
             ordered.append((rule, header, pred, value, msg))
 
-    case_rule = "CASE " + " ".join(f"WHEN {p} THEN {_lit(r)}" for r, _h, p, _v2, _m in ordered) + " END"
-    case_col = "CASE " + " ".join(f"WHEN {p} THEN {_lit(h)}" for _r, h, p, _v2, _m in ordered) + " END"
-    case_val = "CASE " + " ".join(f"WHEN {p} THEN CAST({v} AS VARCHAR)" for _r, _h, p, v, _m in ordered) + " END"
-    case_msg = "CASE " + " ".join(f"WHEN {p} THEN {_lit(m)}" for _r, _h, p, _v2, m in ordered) + " END"
+    raw_cols = raw_columns(entity)
+    layer_v = ", ".join(f"NULLIF(trim({_q(rc)}), '') AS {_v(rc)}" for rc in raw_cols)
+    layer_t = ", ".join(f"{x.expr} AS {_t(x.name)}" for x in cols)
+    rule_idx = "CASE " + " ".join(f"WHEN {p} THEN {i}" for i, (_r, _h, p, _v2, _m) in enumerate(ordered, 1)) + " END"
+    values = "CASE __rule " + " ".join(f"WHEN {i} THEN CAST({v} AS VARCHAR)"
+                                       for i, (_r, _h, _p, v, _m) in enumerate(ordered, 1)) + " END"
+    names = "[" + ", ".join(_lit(r) for r, *_ in ordered) + "]"
+    headers = "[" + ", ".join(_lit(h) for _r, h, *_ in ordered) + "]"
+    messages = "[" + ", ".join(_lit(m) for *_, m in ordered) + "]"
+
+    def ruled(where: str = "") -> str:
+        return (f"(SELECT *, {rule_idx} AS __rule FROM (SELECT *, {layer_t} FROM "
+                f"(SELECT *, {layer_v} FROM {raw_relation} {where})))")
 
     out_exprs = []
     for col in c.columns:
-        x = by_name[col.name]
         if col.pii == "drop":
             continue
         if col.pii == "pseudonym":
             if with_pseudonyms:
-                out_exprs.append(f"tthc_hmac(regexp_replace({x.expr}, '\\s', '', 'g')) AS {_q(col.pseudonym)}")
+                out_exprs.append(f"tthc_hmac(regexp_replace({_t(col.name)}, '\\s', '', 'g')) AS {_q(col.pseudonym)}")
             else:
                 out_exprs.append(f"NULL::VARCHAR AS {_q(col.pseudonym)}")
             continue
-        out_exprs.append(f"{x.expr} AS {_q(col.name)}")
+        out_exprs.append(f"{_t(col.name)} AS {_q(col.name)}")
     lineage = ", ".join(_q(n) for n in STG_LINEAGE)
-    staged = (f"SELECT {', '.join(out_exprs)}, {lineage} FROM {raw_relation} "
-              f"WHERE ({case_rule}) IS NULL ORDER BY _source_row")
-    quarantined = (f"SELECT *, {case_rule} AS _rule, {case_col} AS _column, {case_val} AS _value, "
-                   f"{case_msg} AS _message FROM {raw_relation} WHERE ({case_rule}) IS NOT NULL ORDER BY _source_row")
+    staged = f"SELECT {', '.join(out_exprs)}, {lineage} FROM {ruled()} WHERE __rule IS NULL"
+    raw_out = ", ".join(_q(n) for n in raw_cols + ["_extra"] + LINEAGE)
+    where = (f"WHERE _source_row NOT IN (SELECT _source_row FROM {staged_relation})" if staged_relation else "")
+    quarantined = (f"SELECT {raw_out}, {names}[__rule] AS _rule, {headers}[__rule] AS _column, "
+                   f"{values} AS _value, {messages}[__rule] AS _message FROM {ruled(where)} "
+                   f"WHERE __rule IS NOT NULL ORDER BY _source_row")
     return staged, quarantined
 
 
@@ -356,8 +385,10 @@ def stage_raw_file(raw_file: Path, *, warehouse: Path, source: str, entity: str,
             con.executemany("INSERT INTO agencies VALUES (?)", [[a] for a in agency_codes])
         con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet({_lit(str(raw_file))})")
         xcols = x_marked_columns(con, "raw", entity)
-        staged_sql, quarantine_sql = staging_select(source, entity, fmt, "raw", "agencies", xcols)
+        staged_sql, _ = staging_select(source, entity, fmt, "raw", "agencies", xcols)
         stg_path = store.copy_query_to_table(con, staged_sql, warehouse, stg_table(source, entity), name=batch_id)
+        _, quarantine_sql = staging_select(source, entity, fmt, "raw", "agencies", xcols,
+                                           staged_relation=f"read_parquet({_lit(str(stg_path))})")
         q_path = store.copy_query_to_table(con, quarantine_sql, warehouse, quarantine_table(source, entity),
                                            name=batch_id)
         rows_raw = con.execute("SELECT count(*) FROM raw").fetchone()[0]
