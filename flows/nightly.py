@@ -114,7 +114,7 @@ def build_task(warehouse: Path, settings: Settings, as_of: date, new_batches: li
 
 
 def _pull_sources(settings: Settings, wh: Path, run_id: str, codes: list[str], key: bytes, as_of: date,
-                  gate_results: list) -> list:
+                  gate_results: list, backfill: tuple[date, date] | None = None) -> list:
     """Pull every configured export API / replica source; each pull is one batch through the same gate."""
     from flows.pull import _with_secret_blocks, pull_task
     from transforms.pull.run import configured_pulls
@@ -123,7 +123,7 @@ def _pull_sources(settings: Settings, wh: Path, run_id: str, codes: list[str], k
     outcomes = []
     for i, spec in enumerate(specs):
         progress.report("pull", i, len(specs), spec.name)
-        out = pull_task(spec, wh, settings.resolved_ledger_url, run_id, codes, key, settings, True, None,
+        out = pull_task(spec, wh, settings.resolved_ledger_url, run_id, codes, key, settings, True, backfill,
                         as_of=as_of)
         if out.gate_result is not None:
             gate_results.append(out.gate_result)
@@ -135,8 +135,13 @@ def _pull_sources(settings: Settings, wh: Path, run_id: str, codes: list[str], k
 
 @flow(name="tthc-nightly", log_prints=False, on_failure=[on_failure_hook], on_crashed=[on_crashed_hook])
 def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date | None = None,
-            full_rebuild: bool = False, pull: bool = True):
-    """Pull configured sources, ingest every new inbox file, gate each batch, build core and marts, report."""
+            full_rebuild: bool = False, pull: bool = True, backfill_from: date | None = None,
+            backfill_to: date | None = None):
+    """Pull configured sources, ingest every new inbox file, gate each batch, build core and marts, report.
+
+    ``backfill_from``/``backfill_to``: re-pull that window of every configured source (watermarks untouched)
+    and rebuild every period; running the same backfill twice gives identical marts.
+    """
     from transforms.quality import mart_dq
     from transforms.quality.report import build_reports
 
@@ -159,7 +164,10 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
 
         # 1. pulls (export API, replica): staged and gated one batch per source/entity
         gate_results: list = []
-        pulls = _pull_sources(settings, wh, run_id, codes, key, as_of, gate_results) if pull else []
+        backfill = (backfill_from, backfill_to or backfill_from) if backfill_from else None
+        if backfill:
+            full_rebuild = True
+        pulls = _pull_sources(settings, wh, run_id, codes, key, as_of, gate_results, backfill) if pull else []
 
         # 2. inbox files
         files = ingest.discover(Path(settings.inbox)) if Path(settings.inbox).exists() else []

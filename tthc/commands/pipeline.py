@@ -42,22 +42,14 @@ def _batch_table(rows: list[dict], title: str) -> Table:
     return t
 
 
-@app.command()
-def run(
-    inbox: Path = typer.Option(None, help="Inbox folder: <inbox>/<source>/<entity>/<file> (TTHC_INBOX)"),
-    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
-    as_of: str = typer.Option(None, "--as-of", help="Data date YYYY-MM-DD (default: yesterday, Vietnam time)"),
-    full_rebuild: bool = typer.Option(False, "--full-rebuild", help="Rebuild every period of core and marts"),
-) -> None:
-    """Run the nightly flow now, in this process (Prefect's local API unless PREFECT_API_URL is set)."""
+def _run_flow(s, **params) -> None:
+    """Run the nightly flow in this process with progress bars; print the run's batches; exit 1 if it failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows import progress as flow_progress
     from flows.nightly import nightly
     from warehouse.ledger import Ledger
 
-    s = get_settings(inbox=inbox, warehouse=warehouse)
-    day = _parse_date(as_of)
     bars: dict[str, int] = {}
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
@@ -69,8 +61,7 @@ def run(
 
         flow_progress.set_callback(cb)
         try:
-            state = nightly(inbox=str(s.inbox), warehouse=str(s.warehouse), as_of=day, full_rebuild=full_rebuild,
-                            return_state=True)
+            state = nightly(inbox=str(s.inbox), warehouse=str(s.warehouse), return_state=True, **params)
         finally:
             flow_progress.set_callback(None)
     ledger = Ledger(s.resolved_ledger_url)
@@ -87,6 +78,34 @@ def run(
         console.print(f"[red]Run failed:[/red] {state.message}")
         sys.exit(1)
     console.print(f"[green]Run completed:[/green] {state.message}")
+
+
+@app.command()
+def backfill(
+    date_from: str = typer.Option(..., "--from", help="First day to re-pull, YYYY-MM-DD"),
+    date_to: str = typer.Option(..., "--to", help="Last day to re-pull, YYYY-MM-DD"),
+    inbox: Path = typer.Option(None, help="Inbox folder (TTHC_INBOX)"),
+    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
+    as_of: str = typer.Option(None, "--as-of", help="Data date YYYY-MM-DD (default: yesterday)"),
+) -> None:
+    """Re-pull a window from every configured source and rebuild every period (idempotent)."""
+    s = get_settings(inbox=inbox, warehouse=warehouse)
+    lo, hi = _parse_date(date_from), _parse_date(date_to)
+    if hi < lo:
+        raise typer.BadParameter("--to is before --from")
+    _run_flow(s, as_of=_parse_date(as_of), backfill_from=lo, backfill_to=hi)
+
+
+@app.command()
+def run(
+    inbox: Path = typer.Option(None, help="Inbox folder: <inbox>/<source>/<entity>/<file> (TTHC_INBOX)"),
+    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
+    as_of: str = typer.Option(None, "--as-of", help="Data date YYYY-MM-DD (default: yesterday, Vietnam time)"),
+    full_rebuild: bool = typer.Option(False, "--full-rebuild", help="Rebuild every period of core and marts"),
+) -> None:
+    """Run the nightly flow now, in this process (Prefect's local API unless PREFECT_API_URL is set)."""
+    s = get_settings(inbox=inbox, warehouse=warehouse)
+    _run_flow(s, as_of=_parse_date(as_of), full_rebuild=full_rebuild)
 
 
 @app.command()
