@@ -148,16 +148,26 @@ def volume(con, table: str, path: Path, history: list[dict], profile: dict, th: 
         WITH t AS (SELECT _batch_id, {agency} AS agency_code, updated_at
                    FROM read_parquet([{', '.join(lit(f) for f in files)}], union_by_name=true)),
              span AS (SELECT _batch_id, greatest(1, date_diff('day', min(updated_at)::DATE,
-                            max(updated_at)::DATE) + 1) AS days FROM t GROUP BY _batch_id)
-        SELECT t._batch_id, agency_code, count(*) AS n, any_value(span.days) AS days
+                            max(updated_at)::DATE) + 1) AS days, min(updated_at) AS lo, max(updated_at) AS hi
+                      FROM t GROUP BY _batch_id)
+        SELECT t._batch_id, agency_code, count(*) AS n, any_value(span.days) AS days, any_value(span.lo),
+               any_value(span.hi)
         FROM t JOIN span USING (_batch_id) GROUP BY ALL""").fetchall()
     cur_id = path.stem
     days: dict[str, int] = {}
+    spans: dict[str, tuple] = {}
     counts: dict[tuple[str, str | None], int] = {}
-    for b, a, n, d in rows:
+    for b, a, n, d, lo, hi in rows:
         days[b] = d
+        spans[b] = (lo, hi)
         counts[(b, a)] = n
-    hist_ids = [b["batch_id"] for b in trail if b["batch_id"] in days]
+    # trailing history in data time: batches whose window started before this one's and ended no later (an old
+    # export ingested after newer ones, as in a backfill, is not compared with the newer ones, where agencies
+    # created later, e.g. the communes of the 2025 merger, would look like a collapse)
+    cur_lo, cur_hi = spans.get(cur_id, (None, None))
+    hist_ids = [b["batch_id"] for b in trail if b["batch_id"] in days
+                and (cur_lo is None or spans[b["batch_id"]][0] is None
+                     or (spans[b["batch_id"]][0] < cur_lo and spans[b["batch_id"]][1] <= cur_hi))]
     agencies = sorted({a for (_, a) in counts}, key=lambda x: (x is None, x or ""))
     out = []
     cur_days = days.get(cur_id, 1)
