@@ -252,7 +252,14 @@ def _build_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None) 
     fb = f"({_latest(S['feedback'], 'feedback_id')})"
     joins, due_fallback = add_wd_sql("x.received_date", "x.legal_days", "due")
     core_d = f"""
-        WITH d_latest AS ({_latest(S['dossiers'], 'dossier_id')}),
+        WITH win AS (  -- narrow pass: which staged row wins, then fetch only those rows whole
+            SELECT _batch_id, _source_row FROM {S['dossiers']} WHERE dossier_id IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY dossier_id ORDER BY updated_at DESC NULLS LAST,
+                                                                     {LATER_INGEST}) = 1
+        ), d_latest AS (
+            SELECT s.* FROM {S['dossiers']} s SEMI JOIN win ON win._batch_id = s._batch_id
+                                                           AND win._source_row = s._source_row
+        ),
         base AS (
             SELECT d.*, CAST(d.received_at AS DATE) AS received_date,
                    CAST(coalesce(d.received_at, d.submitted_at, d.updated_at) AS DATE) AS owner_day
