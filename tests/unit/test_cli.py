@@ -134,3 +134,16 @@ def test_started_at_is_shown_in_utc_text(tmp_path, wide_console):
     led.dispose()
     res = CliRunner().invoke(app, ["status", "--warehouse", str(wh)])
     assert "2025-12-31 18:30:05" in res.output
+
+
+@pytest.mark.xfail(strict=True, reason="`python -m tthc.cli` runs tthc/cli.py as __main__, a second module whose "
+                                       "`app` has no commands (they register on tthc.cli.app): typer raises "
+                                       "'Could not get a command for this Typer instance'")
+def test_python_dash_m_tthc_cli_works():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "tthc.cli", "status", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-500:]
+    assert "--warehouse" in res.stdout
