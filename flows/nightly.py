@@ -8,6 +8,7 @@ tasks, retries, logs, artifacts, alerts.
 from __future__ import annotations
 
 import uuid
+from contextlib import ExitStack
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from transforms import ingest
 from transforms.contracts import stg_table
 from tthc.settings import Settings, get_settings
 from warehouse.ledger import Ledger
+from warehouse.lock import warehouse_lock
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -150,14 +152,16 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
     as_of = settings.as_of or default_as_of()
     wh = Path(settings.warehouse)
     wh.mkdir(parents=True, exist_ok=True)
+    lock = ExitStack()
+    lock.enter_context(warehouse_lock(wh))  # one writer per warehouse; recovery only under the lock
     ledger = Ledger(settings.resolved_ledger_url)
     run_id = f"r{datetime.now(LOCAL_TZ):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    ledger.start_run(run_id, as_of, str(settings.inbox))
-    rolled_back = ingest.recover(wh, ledger)
-    if rolled_back:
-        log.warning("rolled back %d batch(es) left unfinished by an interrupted run: %s", len(rolled_back),
-                    ", ".join(rolled_back))
     try:
+        ledger.start_run(run_id, as_of, str(settings.inbox))
+        rolled_back = ingest.recover(wh, ledger, run_id)
+        if rolled_back:
+            log.warning("rolled back %d batch(es) left unfinished by an interrupted run: %s", len(rolled_back),
+                        ", ".join(rolled_back))
         agencies = ingest.load_agencies(settings.resolved_agencies_path)
         codes = [a["agency_code"] for a in agencies]
         key = settings.pseudonym_key_bytes(create=True)
@@ -180,11 +184,16 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
         progress.report("ingest", len(files), len(files), "")
         ledger.check_balance(run_id)
 
-        # 3. quality gate on every staged file batch
-        staged = [o for o in outcomes if o.status == "staged"]
-        for i, o in enumerate(staged):
-            progress.report("gate", i, len(staged), o.rel)
-            gate_results.append(gate_task(wh, o.source, o.entity, o.batch_id, settings.resolved_ledger_url,
+        # 3. quality gate on every staged file batch, and on batches an interrupted run staged but never gated
+        staged = [(o.source, o.entity, o.batch_id, o.rel) for o in outcomes if o.status == "staged"]
+        leftover = ledger.ungated_batches(exclude_run=run_id)
+        if leftover:
+            log.warning("gating %d batch(es) staged by an interrupted run: %s", len(leftover),
+                        ", ".join(b["batch_id"] for b in leftover))
+        staged = [(b["source"], b["entity"], b["batch_id"], b["path"]) for b in leftover] + staged
+        for i, (source, entity, batch_id, rel) in enumerate(staged):
+            progress.report("gate", i, len(staged), rel)
+            gate_results.append(gate_task(wh, source, entity, batch_id, settings.resolved_ledger_url,
                                           run_id, settings, as_of))
         progress.report("gate", len(staged), len(staged), "")
         passed = [(g.table.removeprefix("stg_").split("__")[0], g.table.split("__")[1], g.batch_id)
@@ -228,6 +237,7 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
         raise
     finally:
         ledger.dispose()
+        lock.close()
 
 
 def _summary_markdown(run_id: str, as_of: date, outcomes: list[ingest.FileOutcome], build: dict) -> str:

@@ -11,6 +11,7 @@ rebuild step, which the lead wires after this flow).
 from __future__ import annotations
 
 import uuid
+from contextlib import ExitStack
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ from transforms import ingest
 from transforms.pull.run import PullOutcome, PullSpec, backfill_window, configured_pulls, pull_to_warehouse
 from tthc.settings import Settings, get_settings
 from warehouse.ledger import Ledger
+from warehouse.lock import warehouse_lock
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 SECRET_BLOCKS = {"dvc_portal": "tthc-dvc-portal-token", "one_stop": "tthc-one-stop-token"}
@@ -95,11 +97,13 @@ def pull(warehouse: str | None = None, inbox: str | None = None, date_from: date
     settings = get_settings(warehouse=warehouse, inbox=inbox)
     wh = Path(settings.warehouse)
     wh.mkdir(parents=True, exist_ok=True)
+    lock = ExitStack()
+    lock.enter_context(warehouse_lock(wh))  # one writer per warehouse; recovery only under the lock
     ledger = Ledger(settings.resolved_ledger_url)
     run_id = f"p{datetime.now(LOCAL_TZ):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     ledger.start_run(run_id, None, "pull")
     try:
-        rolled_back = ingest.recover(wh, ledger)
+        rolled_back = ingest.recover(wh, ledger, run_id)
         if rolled_back:
             log.warning("rolled back %d unfinished batch(es): %s", len(rolled_back), ", ".join(rolled_back))
         specs = _with_secret_blocks(configured_pulls(settings))
@@ -133,3 +137,4 @@ def pull(warehouse: str | None = None, inbox: str | None = None, date_from: date
         raise
     finally:
         ledger.dispose()
+        lock.close()

@@ -187,11 +187,18 @@ def ingest_raw(batches: Iterable[pa.RecordBatch], *, warehouse: Path, source: st
                           agency_codes=sorted(set(agencies)), pseudonym_key=pseudonym_key)
 
 
-def recover(warehouse: Path, ledger: Ledger) -> list[str]:
-    """Remove what a killed run left half-done; return the batch ids that were rolled back."""
+def recover(warehouse: Path, ledger: Ledger, current_run_id: str | None = None) -> list[str]:
+    """Remove what a killed run left half-done; return the batch ids that were rolled back.
+
+    Batches still ``running`` lose their files and are marked failed (their input is ingested again); runs still
+    ``running`` are marked failed. Batches the killed run had already staged stay, and the next run gates them
+    (``Ledger.ungated_batches``).
+    """
     crashed = ledger.crashed_batches()
     store.remove_batch_files(warehouse, crashed)
     ledger.mark_crashed(crashed)
+    if current_run_id is not None:
+        ledger.close_interrupted_runs(current_run_id)
     return crashed
 
 

@@ -33,4 +33,7 @@ def _register_commands() -> None:
 _register_commands()
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    # run as a script this file is module __main__; the commands registered on the importable tthc.cli.app
+    from tthc.cli import app as _app
+
+    _app()

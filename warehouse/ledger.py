@@ -190,6 +190,26 @@ class Ledger:
                 status="failed", error="interrupted (process ended during the batch); files removed, input redone",
                 finished_at=utcnow()))
 
+    def close_interrupted_runs(self, current_run_id: str) -> list[str]:
+        """Runs still 'running' other than this one died with their process: mark them failed."""
+        with self.engine.begin() as c:
+            ids = [r[0] for r in c.execute(sa.select(runs.c.run_id).where(
+                runs.c.status == "running", runs.c.run_id != current_run_id))]
+            if ids:
+                c.execute(runs.update().where(runs.c.run_id.in_(ids)).values(
+                    status="failed", finished_at=utcnow(),
+                    summary_json=json.dumps({"error": "interrupted: the process ended during the run; "
+                                                      f"recovered by run {current_run_id}"})))
+        return ids
+
+    def ungated_batches(self, exclude_run: str | None = None) -> list[dict]:
+        """Batches staged by an earlier run that never reached the quality gate (that run was interrupted)."""
+        q = sa.select(batches).where(batches.c.status == "staged")
+        if exclude_run is not None:
+            q = q.where(batches.c.run_id != exclude_run)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q.order_by(batches.c.started_at)).mappings()]
+
     def batches_of_run(self, run_id: str) -> list[dict]:
         with self.engine.connect() as c:
             rows = c.execute(sa.select(batches).where(batches.c.run_id == run_id)
@@ -248,9 +268,10 @@ class Ledger:
             return
         now = utcnow()
         clean = []
+        cols = [c.name for c in dq_results.columns if c.name != "id"]
         for r in rows:
-            r = dict(r)
-            r.setdefault("checked_at", now)
+            r = {k: r.get(k) for k in cols}  # one shape for every row: missing optional values are NULL
+            r["checked_at"] = r["checked_at"] or now
             for k in ("examples_json", "observed_json"):
                 if k in r and not isinstance(r[k], str | None):
                     r[k] = json.dumps(r[k], default=str, ensure_ascii=False)

@@ -209,8 +209,6 @@ def test_recovery_run_reports_the_rollback(crash):
     assert summary["duplicate"] == len(crash.staged_before)
 
 
-@pytest.mark.xfail(strict=True, reason="the run killed mid-ingest stays 'running' in the ledger's runs table "
-                                       "forever: recovery marks its batches failed but not the run itself")
 def test_interrupted_run_is_not_left_running(crash):
     led = Ledger(f"sqlite:///{crash.wh / '_ledger.sqlite'}")
     try:
@@ -221,9 +219,6 @@ def test_interrupted_run_is_not_left_running(crash):
     assert runs[1]["status"] == "failed", runs[1]
 
 
-@pytest.mark.xfail(strict=True, reason="batches staged by the killed run never reach the quality gate: the next "
-                                       "run treats their files as duplicates and gates only its own batches, so "
-                                       "they stay 'staged' (un-gated, and not passed to the rebuild plan as new)")
 def test_batches_staged_before_the_kill_are_gated_by_the_next_run(crash):
     led = Ledger(f"sqlite:///{crash.wh / '_ledger.sqlite'}")
     try:

@@ -82,9 +82,6 @@ def test_status_on_a_warehouse_without_runs(tmp_path):
     assert "Recent batches" in res.output
 
 
-@pytest.mark.xfail(strict=True, reason="tthc status --warehouse <folder that does not exist> ends with a "
-                                       "sqlite3.OperationalError traceback ('unable to open database file') "
-                                       "instead of a plain message")
 def test_status_on_a_missing_warehouse_says_so_in_plain_words(tmp_path):
     res = CliRunner().invoke(app, ["status", "--warehouse", str(tmp_path / "absent")])
     assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
@@ -136,9 +133,6 @@ def test_started_at_is_shown_in_utc_text(tmp_path, wide_console):
     assert "2025-12-31 18:30:05" in res.output
 
 
-@pytest.mark.xfail(strict=True, reason="`python -m tthc.cli` runs tthc/cli.py as __main__, a second module whose "
-                                       "`app` has no commands (they register on tthc.cli.app): typer raises "
-                                       "'Could not get a command for this Typer instance'")
 def test_python_dash_m_tthc_cli_works():
     import subprocess
     import sys

@@ -117,6 +117,10 @@ def status(
     from warehouse.ledger import Ledger
 
     s = get_settings(warehouse=warehouse)
+    if s.ledger_url is None and not Path(s.warehouse).is_dir():
+        console.print(f"[red]No warehouse at {s.warehouse}[/red]: the folder does not exist (run `tthc run "
+                      f"--warehouse {s.warehouse}` first, or pass the right --warehouse / TTHC_LEDGER_URL).")
+        raise typer.Exit(2)
     ledger = Ledger(s.resolved_ledger_url)
     try:
         runs = ledger.recent_runs(5)

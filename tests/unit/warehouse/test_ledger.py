@@ -197,9 +197,6 @@ def test_record_dq_and_dq_history_filters(ledger):
     assert ledger.dq_history(entity="nothing") == []
 
 
-@pytest.mark.xfail(strict=True, reason="Ledger.record_dq passes rows with different key sets to one executemany "
-                                       "insert: SQLAlchemy raises 'A value is required for bind parameter' "
-                                       "instead of storing NULL for the missing optional columns")
 def test_record_dq_accepts_rows_with_different_optional_keys(ledger):
     ledger.record_dq([_dq(agency_code="H31.1", unexpected_percent=1.5),
                       {"run_id": "r1", "batch_id": "b2", "check_name": "schema", "success": True}])
