@@ -29,6 +29,7 @@ SUITES = HERE / "suites"
 ARROW_TYPES = {
     "string": "string", "agency": "string", "int": "int64", "money": "int64", "bool": "bool",
     "timestamp": "timestamp", "date": "date32", "code_list": "string", "supplement_list": "list",
+    "double": "double",
 }
 # date order rules: (later column, earlier column) pairs per table, both must be set for the rule to apply
 DATE_ORDER = {
@@ -128,13 +129,286 @@ def build_suite(table: str) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# core_* and mart_* tables: one suite per rebuilt table, checked on the file written aside before it is swapped in
+# (transforms/quality/tables.py). Column names/types/descriptions come from the table's YAML; code lists, patterns,
+# minimums and "required" are inherited from the staged contract of the same entity for columns that keep their
+# name; the derived-field rules below are this project's reading of docs/kpis.md.
+# ---------------------------------------------------------------------------------------------------------------
+PERIOD_TYPES = ["month", "quarter", "year"]
+AGENCY_LEVELS = ["province", "district", "commune", "department"]
+# literal code lists of derived columns (the staged contracts do not know them)
+DERIVED_CODES: dict[str, dict[str, list]] = {
+    "core_agencies": {"level": AGENCY_LEVELS, "procedure_level": ["commune", "district", "province"]},
+    "core_dossiers": {"due_date_source": ["due_at", "legal_days"], "supplement_rule": ["list", "flat"],
+                      "source_format": ["flat_export", "national_sync", "onestop_sql"]},
+    "mart_kpi__agency_period": {"period_type": PERIOD_TYPES, "agency_level": AGENCY_LEVELS},
+    "mart_766__agency_period": {"period_type": PERIOD_TYPES},
+    "mart_tt01_form06__agency_period": {"period_basis": ["calendar", "cutoff_15"], "period_type": PERIOD_TYPES},
+}
+# columns never null (besides the key and the staged contract's required columns): flags the build coalesces
+DERIVED_NOT_NULL = {
+    "core_dossiers": ["owner_agency_code", "channel", "is_received", "is_paper_result", "supplement_rule",
+                      "supplement_count", "has_digitized_components", "has_e_result", "reused_digitized_data"],
+    "core_feedback": ["likes", "dislikes", "is_re_complaint"],
+    "core_procedures": ["version_no", "is_latest_version"],
+    "core_payments": ["is_success"],
+    "core_ratings": ["is_dissatisfied"],
+    "core_e_certifications": ["owner_agency_code"],
+    "mart_kpi__agency_period": ["period_start", "period_end", "numerator"],
+    "mart_766__agency_period": ["numerator", "denominator"],
+    "mart_tt01_form06__agency_period": [f"c{i:02d}" for i in range(3, 14)],   # expanded to full names below
+}
+# key columns whose emptiness is legitimate data, not a build error: reported (warning) instead of critical.
+# Form 06: a dossier whose procedure is unknown to the catalogue and that carries no Mã lĩnh vực has no field.
+NULLABLE_KEY = {"mart_tt01_form06__agency_period": ["field_code", "field_name"]}
+# minimum values of derived counts (counts >= 0, form-06 rows exist only where c03 > 0)
+DERIVED_MIN = {
+    "core_procedures": {"version_no": 1},
+    "mart_kpi__agency_period": {"numerator": 0, "denominator": 0, "value": 0},
+    "mart_766__agency_period": {"numerator": 0, "denominator": 0, "score": 0},
+    "mart_tt01_form06__agency_period": {**{f"c{i:02d}": 0 for i in range(4, 14)}, "c03": 1},
+}
+# rates in [0, 1]: (column, row_condition or None)
+RATES = {
+    # e_certified_copies is a count and its target last year's count: not rates
+    "mart_kpi__agency_period": [("value", "kpi_code not in ['e_certified_copies']"),
+                                ("target", "kpi_code not in ['e_certified_copies']")],
+    "mart_766__agency_period": [("ratio", None)],
+}
+# a <= b on the same row: (a, b, severity, row_condition, mostly, rule note). Numerator <= denominator holds for
+# every KPI and 766 indicator: each numerator counts a subset of the records its denominator counts
+# (kpis.md); e_certified_copies has no denominator (null: the rule ignores the row).
+AT_MOST = {
+    "core_agencies": [("valid_from", "valid_to", "critical", None, 1.0)],
+    "core_dossiers": [
+        # add_working_days(d, n) >= d for n >= 0: a due date computed from the legal time is never before receipt
+        ("received_date", "due_date", "critical", "due_date_source in ['legal_days']", 1.0),
+        # a promised date as exported is taken as written (kpis.md: due = date(due_at)); one before the receipt
+        # is possible in real exports (staging lets up to 1% through) and classes the dossier late/overdue
+        ("received_date", "due_date", "warning", "due_date_source in ['due_at']", 1.0),
+        ("received_date", "end_date", "critical", None, DATE_ORDER_MOSTLY),
+    ],
+    "core_feedback": [("received_date", "answered_date", "critical", None, DATE_ORDER_MOSTLY),
+                      ("received_date", "deadline_date", "critical", None, 1.0)],
+    "core_procedures": [("in_force_from", "in_force_to", "critical", None, 1.0)],
+    "mart_kpi__agency_period": [("numerator", "denominator", "critical", None, 1.0),
+                                ("period_start", "period_end", "critical", None, 1.0)],
+    "mart_766__agency_period": [("numerator", "denominator", "critical", None, 1.0),
+                                ("score", "max_score", "critical", None, 1.0)],
+    "mart_tt01_form06__agency_period": [("period_start", "period_end", "critical", None, 1.0)],
+}
+
+
+def _ratio_sql(num: str, den: str) -> str:
+    return f"CASE WHEN {den} = 0 THEN NULL ELSE {num} / {den} END"
+
+
+def _same_double(col: str, expr: str) -> str:
+    """SQL true when ``col`` differs from ``expr`` (both doubles; nulls must agree)."""
+    return f"NOT coalesce(abs({col} - ({expr})) <= 1e-9, {col} IS NULL AND ({expr}) IS NULL)"
+
+
+F06_IDENTITIES = [
+    ("c03=c04+c05+c06", "c03_received_total <> c04_received_online + c05_received_direct_postal + c06_carried_over"),
+    ("c03=c07+c11", "c03_received_total <> c07_resolved_total + c11_in_progress_total"),
+    ("c07=c08+c09+c10", "c07_resolved_total <> c08_resolved_early + c09_resolved_on_time + c10_resolved_late"),
+    ("c11=c12+c13", "c11_in_progress_total <> c12_in_progress_within_time + c13_in_progress_overdue"),
+]
+MAX_SCORE_SQL = ("CASE indicator_code WHEN '2.1' THEN 20 WHEN '4.1' THEN 6 WHEN '4.2' THEN 4 WHEN '4.3' THEN 2 "
+                 "WHEN '5.2' THEN 6 WHEN '5.3' THEN 6 WHEN '5.4' THEN 6 END")
+KPI_VALUE_SQL = ("CASE WHEN kpi_code = 'e_certified_copies' THEN CAST(numerator AS DOUBLE) "
+                 "WHEN denominator = 0 THEN NULL ELSE numerator / denominator END")
+# rows that break an identity of the table: (rule suffix, SQL condition selecting the bad rows, severity).
+# Evaluated exactly in DuckDB; stored as GX ``unexpected_rows_expectation`` (its query over ``{batch}``).
+IDENTITIES: dict[str, list[tuple[str, str, str]]] = {
+    "core_agencies": [
+        ("successor_known", "successor_code IS NOT NULL AND successor_code NOT IN "
+                            "(SELECT agency_code FROM {batch})", "critical"),
+        ("parent_known", "parent_code IS NOT NULL AND parent_code NOT IN (SELECT agency_code FROM {batch})",
+         "warning"),
+    ],
+    "core_procedures": [
+        ("is_latest_version=(in_force_to is null)", "is_latest_version <> (in_force_to IS NULL)", "critical"),
+        ("in_force_from=null_only_for_version_1", "(version_no = 1) <> (in_force_from IS NULL)", "critical"),
+        ("version_date=date(updated_at)", "version_date IS DISTINCT FROM CAST(updated_at AS DATE)", "critical"),
+    ],
+    "core_dossiers": [
+        ("is_received", "is_received <> (status NOT IN (1, 3) AND received_at IS NOT NULL)", "critical"),
+        ("received_date=date(received_at)", "received_date IS DISTINCT FROM CAST(received_at AS DATE)",
+         "critical"),
+        ("due_date=date(due_at)", "due_date_source = 'due_at' AND due_date IS DISTINCT FROM CAST(due_at AS DATE)",
+         "critical"),
+        ("due_date_source", "(due_date IS NULL) <> (due_date_source IS NULL)", "critical"),
+        ("end_date", "end_date IS DISTINCT FROM coalesce(CAST(finished_at AS DATE), CASE WHEN status BETWEEN 7 "
+                     "AND 10 THEN CAST(returned_at AS DATE) END)", "critical"),
+    ],
+    "core_feedback": [
+        ("received_date=date(received_at)", "received_date IS DISTINCT FROM CAST(received_at AS DATE)",
+         "critical"),
+        ("answered_date=date(answered_at)", "answered_date IS DISTINCT FROM CAST(answered_at AS DATE)",
+         "critical"),
+        ("deadline_date", "received_date IS NOT NULL AND deadline_date IS NULL", "critical"),
+    ],
+    "core_payments": [
+        ("is_success", "is_success IS DISTINCT FROM (status = 'success')", "critical"),
+        ("paid_date=date(paid_at)", "paid_date IS DISTINCT FROM CAST(paid_at AS DATE)", "critical"),
+    ],
+    "core_ratings": [
+        ("is_dissatisfied", "is_dissatisfied IS DISTINCT FROM (rating = 1)", "critical"),
+        ("rated_date=date(rated_at)", "rated_date IS DISTINCT FROM CAST(rated_at AS DATE)", "critical"),
+    ],
+    "core_e_certifications": [
+        ("certified_date=date(certified_at)", "certified_date IS DISTINCT FROM CAST(certified_at AS DATE)",
+         "critical"),
+    ],
+    "mart_kpi__agency_period": [
+        ("value=numerator/denominator", _same_double("value", KPI_VALUE_SQL), "critical"),
+        ("denominator_null_only_for_counts", "(kpi_code = 'e_certified_copies') <> (denominator IS NULL)",
+         "critical"),
+        ("meets_target", "meets_target IS DISTINCT FROM (CASE WHEN kpi_code = 'e_certified_copies' "
+                         "THEN value > target ELSE value >= target END)", "critical"),
+    ],
+    "mart_766__agency_period": [
+        ("ratio=numerator/denominator", _same_double("ratio", _ratio_sql("numerator", "denominator")),
+         "critical"),
+        ("max_score", f"max_score IS DISTINCT FROM {MAX_SCORE_SQL}", "critical"),
+        ("no_score_for_3.3_3.6", "indicator_code IN ('3.3', '3.6') AND score IS NOT NULL", "critical"),
+    ],
+    "mart_tt01_form06__agency_period": [(name, cond, "critical") for name, cond in F06_IDENTITIES],
+}
+# values that must exist in another rebuilt table (read from its published file): (column, table.column, severity)
+REFERENCES = {
+    "core_dossiers": [("procedure_code", "core_procedures.procedure_code", "procedure_known", "warning"),
+                      ("owner_agency_code", "core_agencies.agency_code", "agency_known", "warning")],
+    "core_feedback": [("owner_agency_code", "core_agencies.agency_code", "agency_known", "warning")],
+    "core_e_certifications": [("owner_agency_code", "core_agencies.agency_code", "agency_known", "warning")],
+    "mart_kpi__agency_period": [("agency_code", "core_agencies.agency_code", "agency_known", "warning")],
+    "mart_766__agency_period": [("agency_code", "core_agencies.agency_code", "agency_known", "warning")],
+    "mart_tt01_form06__agency_period": [("agency_code", "core_agencies.agency_code", "agency_known", "warning")],
+}
+# tables that always have rows once the warehouse holds any data (an empty one is reported)
+NON_EMPTY = {"core_agencies", "core_procedures", "core_dossiers", "mart_kpi__agency_period",
+             "mart_766__agency_period"}
+
+
+def _staged_contract(table: str) -> dict:
+    """Column specs of the staged table of the same entity (``core_dossiers`` -> ``stg_*__dossiers``)."""
+    entity = table.removeprefix("core_")
+    found = sorted(TABLES.glob(f"stg_*__{entity}.yaml")) if table.startswith("core_") else []
+    return {c["name"]: c for c in load_contract(found[0].stem)["columns"]} if found else {}
+
+
+def _full(cols: list[str], names: list[str]) -> list[str]:
+    """Expand a short form-06 name (``c03``) to its column (``c03_received_total``)."""
+    out = []
+    for n in names:
+        out += [c for c in cols if c == n or c.startswith(n + "_")][:1]
+    return out
+
+
+def build_derived_suite(table: str) -> dict:
+    c = load_contract(table)
+    codes = load_codes()
+    cols = c["columns"]
+    names = [col["name"] for col in cols]
+    stg = _staged_contract(table)
+    key = list(c["key"])
+    exps: list[dict] = []
+    for col in cols:
+        exps.append(_exp("expect_column_to_exist", {"column": col["name"]}, f"column_present:{col['name']}",
+                         "critical"))
+    for col in cols:
+        exps.append(_exp("expect_column_values_to_be_of_type",
+                         {"column": col["name"], "type_": ARROW_TYPES[col["type"]]},
+                         f"column_type:{col['name']}", "critical", engine="duckdb"))
+    not_null = [n for n in key if n not in NULLABLE_KEY.get(table, [])]
+    not_null += [n for n in names if stg.get(n, {}).get("required")]
+    not_null += _full(names, DERIVED_NOT_NULL.get(table, []))
+    for n in dict.fromkeys(not_null):
+        exps.append(_exp("expect_column_values_to_not_be_null", {"column": n}, f"not_null:{n}", "critical"))
+    for n in NULLABLE_KEY.get(table, []):
+        exps.append(_exp("expect_column_values_to_not_be_null", {"column": n}, f"not_null:{n}", "warning"))
+    if len(key) == 1:   # GX wants two or more columns in a compound key
+        exps.append(_exp("expect_column_values_to_be_unique", {"column": key[0]}, f"unique_key:{key[0]}",
+                         "critical"))
+    else:
+        exps.append(_exp("expect_compound_columns_to_be_unique", {"column_list": key},
+                         "unique_key:" + "+".join(key), "critical"))
+    # codes: inherited from the staged contract, derived lists, the KPI/indicator lists of the mart contract
+    derived_codes = dict(DERIVED_CODES.get(table, {}))
+    if "kpis" in c:
+        code_col = "kpi_code" if "kpi_code" in names else "indicator_code"
+        derived_codes[code_col] = [str(k["code"]) for k in c["kpis"]]
+    for n in names:
+        s = stg.get(n, {})
+        if s.get("type") == "code":
+            exps.append(_exp("expect_column_values_to_be_in_set",
+                             {"column": n, "value_set": list(codes[s["codes"]].keys())}, f"code_in_list:{n}",
+                             "critical"))
+        elif s.get("type") == "code_list":
+            keys = "|".join(str(k) for k in codes[s["codes"]].keys())
+            exps.append(_exp("expect_column_values_to_match_regex",
+                             {"column": n, "regex": f"^({keys})(;({keys}))*$"}, f"code_in_list:{n}", "critical"))
+        elif n in derived_codes:
+            exps.append(_exp("expect_column_values_to_be_in_set", {"column": n, "value_set": derived_codes[n]},
+                             f"code_in_list:{n}", "critical"))
+        if "pattern" in s:
+            exps.append(_exp("expect_column_values_to_match_regex", {"column": n, "regex": s["pattern"]},
+                             f"pattern:{n}", "critical"))
+    mins = {n: stg[n]["min"] for n in names if "min" in stg.get(n, {})}
+    for short, v in DERIVED_MIN.get(table, {}).items():
+        for n in _full(names, [short]):
+            mins[n] = v
+    for n, v in mins.items():
+        exps.append(_exp("expect_column_values_to_be_between", {"column": n, "min_value": v}, f"min:{n}",
+                         "critical"))
+    for n, cond in RATES.get(table, []):
+        kw = {"column": n, "min_value": 0, "max_value": 1}
+        if cond:
+            kw.update(row_condition=cond, condition_parser="pandas")
+        exps.append(_exp("expect_column_values_to_be_between", kw, f"rate_in_0_1:{n}", "critical"))
+    for a, b, sev, cond, mostly in AT_MOST.get(table, []):
+        kw = {"column_A": b, "column_B": a, "or_equal": True, "ignore_row_if": "either_value_is_missing"}
+        if mostly < 1:
+            kw["mostly"] = mostly
+        if cond:
+            kw.update(row_condition=cond, condition_parser="pandas")
+        prefix = "date_order" if a.endswith(("_date", "_from", "_start")) else "at_most"
+        rule = f"{prefix}:{b}>={a}" + (f"[{cond.split(' in ')[-1].strip(' []')}]" if cond else "")
+        exps.append(_exp("expect_column_pair_values_a_to_be_greater_than_b", kw, rule.replace("'", ""), sev))
+    for name, cond, sev in IDENTITIES.get(table, []):
+        exps.append(_exp("unexpected_rows_expectation",
+                         {"unexpected_rows_query": "SELECT * FROM {batch} WHERE " + cond},
+                         f"identity:{name}", sev, engine="duckdb", where=cond))
+    for n, ref, rule, sev in REFERENCES.get(table, []):
+        exps.append(_exp("expect_column_values_to_be_in_set", {"column": n, "value_set": []}, f"{rule}:{n}", sev,
+                         engine="duckdb", value_set_from=ref))
+    exps.append(_exp("expect_table_row_count_to_be_between",
+                     {"min_value": 1 if table in NON_EMPTY else 0, "max_value": None}, "row_count", "warning",
+                     engine="duckdb"))
+    layer, _, entity = table.partition("_")
+    return {
+        "name": table,
+        "expectations": exps,
+        "meta": {
+            "table": table, "source": layer, "entity": entity, "vi": c["vi"], "en": c["en"], "key": key,
+            "columns": [{"name": col["name"], "type": col["type"], "vi": col["vi"], "en": col["en"]}
+                        for col in cols],
+            "generated_by": "expectations/build_suites.py from expectations/tables/" + f"{table}.yaml",
+        },
+        "notes": None,
+    }
+
+
 def main() -> None:
     SUITES.mkdir(exist_ok=True)
     for path in sorted(TABLES.glob("*.yaml")):
-        suite = build_suite(path.stem)
-        (SUITES / f"{path.stem}.json").write_text(json.dumps(suite, ensure_ascii=False, indent=1) + "\n",
+        stem = path.stem
+        suite = build_suite(stem) if stem.startswith("stg_") else build_derived_suite(stem)
+        (SUITES / f"{stem}.json").write_text(json.dumps(suite, ensure_ascii=False, indent=1) + "\n",
                                                   encoding="utf-8")
-        print(f"{path.stem}: {len(suite['expectations'])} expectations")
+        print(f"{stem}: {len(suite['expectations'])} expectations")
 
 
 if __name__ == "__main__":
