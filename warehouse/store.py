@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import stat
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -107,40 +108,41 @@ class BatchFileWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def _atomic_file(warehouse: Path, table: str, name: str) -> Iterator[Path]:
+    """Yield a temp path beside ``<table>/<name>.parquet``; publish it there on success, delete it on error."""
+    private = is_private(table)
+    d = table_dir(warehouse, table)
+    _ensure_dir(d, private)
+    final = d / f"{name}.parquet"
+    tmp = _tmp_path(final)
+    try:
+        yield tmp
+        _publish(tmp, final, private)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_table(warehouse: Path, table: str, data: pa.Table, name: str = "data",
                 validate: Callable[[Path], None] | None = None) -> Path:
     """Write ``data`` as ``<table>/<name>.parquet`` atomically: write aside, validate, then swap in."""
-    private = is_private(table)
-    d = table_dir(warehouse, table)
-    _ensure_dir(d, private)
-    final = d / f"{name}.parquet"
-    tmp = _tmp_path(final)
-    try:
+    with _atomic_file(warehouse, table, name) as tmp:
         pq.write_table(data, tmp, compression="zstd")
         if validate is not None:
             validate(tmp)
-        _publish(tmp, final, private)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
+    return table_dir(warehouse, table) / f"{name}.parquet"
 
 
 def copy_query_to_table(con, sql: str, warehouse: Path, table: str, name: str = "data",
-                        params: list | dict | None = None) -> Path:
+                        params: list | dict | None = None,
+                        validate: Callable[[Path], None] | None = None) -> Path:
     """Run a DuckDB query and publish its result as ``<table>/<name>.parquet`` atomically (no pandas hop)."""
-    private = is_private(table)
-    d = table_dir(warehouse, table)
-    _ensure_dir(d, private)
-    final = d / f"{name}.parquet"
-    tmp = _tmp_path(final)
-    try:
+    with _atomic_file(warehouse, table, name) as tmp:
         con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)", params)
-        _publish(tmp, final, private)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
+        if validate is not None:
+            validate(tmp)
+    return table_dir(warehouse, table) / f"{name}.parquet"
 
 
 def remove_batch_files(warehouse: Path, batch_ids: Iterable[str]) -> list[Path]:
