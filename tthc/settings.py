@@ -65,7 +65,15 @@ class Settings(BaseSettings):
     # quality gate and alerts
     alert_urls: str = ""  # apprise URLs, comma-separated
     freshness_lag_days: int = 3
-    report_url_base: str | None = None
+    report_url_base: str | None = None  # where _reports/ is served, for links in alerts
+    dq_gx_sample_rows: int = 5_000  # rows of a batch the GX checkpoint sees (exact counts come from DuckDB)
+    dq_memory_limit: str = "1GB"
+    volume_history_batches: int = 30  # trailing batches a volume baseline is taken from
+    volume_min_history: int = 3
+    volume_min_expected_rows: int = 10
+    volume_low_factor: float = 0.2  # warn below 0.2x or above 5x the agency's usual rows a day
+    volume_high_factor: float = 5.0
+    null_jump: float = 0.30  # warn when a column's share of empty values rises by 30 points
 
     # pulls
     dvc_portal_url: str | None = None
