@@ -7,8 +7,12 @@
 2. floor (child process): one hand-written DuckDB query that reads the staged dossiers, keeps the latest version
    of each and computes monthly on-time, online and digitisation counts;
 3. build (child process): transforms.core.build_core + transforms.marts.build_marts (all periods, both bases);
+4. with ``--incremental``: one night's new versions (``--night-rows``, default 20,000: updates of dossiers received
+   in the last two months, some resolved, plus new dossiers received in the last days, all updated in the last
+   days before as_of) land as a new staged batch, and (child process) transforms.core.update_core +
+   build_marts for the periods transforms.plan says, timed; then the marts are checked equal to a full build.
 prints a table (step, rows, wall s, peak RSS MB, ratio) and the last line ``ratio=<build/floor> peak_rss_mb=<n>``.
-Peak RSS is each child's own ru_maxrss.
+Peak RSS is each child's own VmHWM.
 """
 
 from __future__ import annotations
@@ -63,12 +67,26 @@ if step == "floor":
     from warehouse.store import table_glob
     con = duck(wh)
     rows = len(con.execute({floor!r}.format(glob=table_glob(wh, "stg_one_stop__dossiers"), as_of={as_of!r})).fetchall())
-else:
+elif step == "build":
     from transforms.core import build_core
     from transforms.marts import build_marts
+    from transforms.plan import file_digest, write_meta
     core = build_core(wh, agencies)
     marts = build_marts(wh, date.fromisoformat({as_of!r}))
+    write_meta(wh, date.fromisoformat({as_of!r}), file_digest(agencies))
     rows = core["core_dossiers"]
+else:  # incremental: what flows.nightly.build_task does on a night with one new dossier batch
+    from transforms import core, marts, plan
+    as_of = date.fromisoformat({as_of!r})
+    p = plan.plan_rebuild(wh, [], as_of, agencies_digest=plan.file_digest(agencies))
+    up = core.update_core(wh, agencies)
+    p = p.after_core(up)
+    periods = p.periods(as_of)
+    marts.build_marts(wh, as_of, periods=periods)
+    plan.write_meta(wh, as_of, plan.file_digest(agencies))
+    rows = up.touched.get("core_dossiers", 0)
+    print(f"incremental: plan {{p.mode}} from {{p.first_date}}, {{len(periods) if periods is not None else 'all'}} "
+          f"period labels; core {{up.reason}}", file=sys.stderr)
 wall = time.perf_counter() - t0
 # VmHWM (this process's own peak; ru_maxrss would carry the forking parent's peak across exec)
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")]
@@ -108,11 +126,89 @@ def stage(n_rows: int, work: Path) -> tuple[Path, Path, float]:
     return wh, agencies, time.perf_counter() - t0
 
 
+NIGHT_SQL = """
+COPY (
+    WITH latest AS (
+        SELECT * FROM read_parquet('{glob}', union_by_name=true)
+        QUALIFY row_number() OVER (PARTITION BY dossier_id ORDER BY updated_at DESC, _ingested_at DESC,
+                                                          _batch_id DESC, _source_row DESC) = 1
+    ), upd AS (  -- updates of recent dossiers: half of them resolved now
+        SELECT * REPLACE (
+                   CASE WHEN hash(dossier_id) % 2 = 0 THEN 10 ELSE status END AS status,
+                   CASE WHEN hash(dossier_id) % 2 = 0 THEN TIMESTAMP '{as_of}' - INTERVAL 1 DAY
+                        ELSE finished_at END AS finished_at,
+                   TIMESTAMP '{as_of}' - INTERVAL (hash(dossier_id) % 5) DAY AS updated_at)
+        FROM latest WHERE received_at >= TIMESTAMP '{as_of}' - INTERVAL 60 DAY AND status NOT IN (1, 3)
+        USING SAMPLE {n_upd} ROWS (reservoir, 7)
+    ), new AS (  -- new dossiers received in the last days
+        SELECT * REPLACE (
+                   'BENCH-' || dossier_id AS dossier_id, 4 AS status, NULL::TIMESTAMP AS finished_at,
+                   NULL::TIMESTAMP AS returned_at,
+                   TIMESTAMP '{as_of}' - INTERVAL (hash(dossier_id) % 5) DAY AS received_at,
+                   TIMESTAMP '{as_of}' - INTERVAL (hash(dossier_id) % 5) DAY AS updated_at)
+        FROM latest USING SAMPLE {n_new} ROWS (reservoir, 11)
+    )
+    SELECT * REPLACE ('{batch}' AS _batch_id, TIMESTAMP '{as_of} 23:00:00' AS _ingested_at,
+                      CAST(row_number() OVER () AS BIGINT) AS _source_row)
+    FROM (SELECT * FROM upd UNION ALL SELECT * FROM new)
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+"""
+
+
+def add_night(wh: Path, n_rows: int) -> int:
+    """A new staged batch with one night's dossier versions (see the module doc); returns its rows."""
+    import duckdb
+
+    from warehouse.store import table_dir, table_glob
+
+    batch = "b20251231T230000-bench00001"
+    out = table_dir(wh, "stg_one_stop__dossiers") / f"{batch}.parquet"
+    tmp = out.with_name(".night.tmp")
+    con = duckdb.connect()
+    con.execute(NIGHT_SQL.format(glob=table_glob(wh, "stg_one_stop__dossiers"), as_of=AS_OF.isoformat(),
+                                 n_upd=n_rows * 3 // 4, n_new=n_rows - n_rows * 3 // 4, batch=batch, out=tmp))
+    tmp.replace(out)
+    rows = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]
+    con.close()
+    return rows
+
+
+def marts_equal_full(wh: Path, agencies: Path) -> bool:
+    """Rebuild the marts from scratch in a copy and compare with the incrementally built ones."""
+    import shutil
+
+    import duckdb
+
+    from transforms.core import build_core
+    from transforms.marts import MARTS, build_marts
+
+    inc = {}
+    con = duckdb.connect()
+    for m in MARTS:
+        inc[m] = con.sql(f"SELECT * FROM read_parquet('{wh / m}/[!.]*.parquet') ORDER BY ALL").fetchall()
+    full = wh.parent / "wh_full"
+    shutil.rmtree(full, ignore_errors=True)
+    full.mkdir()
+    for d in wh.iterdir():
+        if d.name.startswith("stg_"):
+            shutil.copytree(d, full / d.name)
+    build_core(full, agencies)
+    build_marts(full, AS_OF)
+    same = all(con.sql(f"SELECT * FROM read_parquet('{full / m}/[!.]*.parquet') ORDER BY ALL").fetchall() == inc[m]
+               for m in MARTS)
+    shutil.rmtree(full, ignore_errors=True)
+    return same
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=200_000, help="dossier versions to generate")
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: a temp folder)")
     ap.add_argument("--keep", type=Path, default=None, help="reuse/keep the staged warehouse in this folder")
+    ap.add_argument("--incremental", action="store_true",
+                    help="after the full build, add one night's batch and time the incremental build")
+    ap.add_argument("--night-rows", type=int, default=20_000, help="dossier versions of the night's batch")
+    ap.add_argument("--check", action="store_true", help="with --incremental: compare with a full rebuild")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         base = args.keep or Path(tmp)
@@ -121,8 +217,16 @@ def main(argv: list[str] | None = None) -> None:
         else:
             base.mkdir(parents=True, exist_ok=True)
             wh, agencies, t_stage = stage(args.rows, base)
+        night = 0
+        if args.keep:  # a kept warehouse may hold a previous run's night batch: drop it first
+            for f in (wh / "stg_one_stop__dossiers").glob("b20251231T230000-bench*.parquet"):
+                f.unlink()
         floor = run_child("floor", wh, agencies)
         build = run_child("build", wh, agencies)
+        if args.incremental:
+            night = add_night(wh, args.night_rows)
+            inc = run_child("incremental", wh, agencies)
+            same = marts_equal_full(wh, agencies) if args.check else None
     from rich.console import Console
     from rich.table import Table
 
@@ -134,7 +238,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{floor['rss_mb']:.0f}", "1.00")
     t.add_row("build_core + build_marts", f"{build['rows']:,}", f"{build['wall']:.2f}", f"{build['rss_mb']:.0f}",
               f"{ratio:.2f}")
+    if args.incremental:
+        t.add_row(f"incremental night ({night:,} new versions): update_core + build_marts (planned periods)",
+                  f"{inc['rows']:,}", f"{inc['wall']:.2f}", f"{inc['rss_mb']:.0f}", "")
     Console().print(t)
+    if args.incremental:
+        print(f"incremental_s={inc['wall']:.2f}" + ("" if same is None else f" marts_equal_full_rebuild={same}"))
     print(f"ratio={ratio:.2f} peak_rss_mb={max(floor['rss_mb'], build['rss_mb']):.0f}")
 
 

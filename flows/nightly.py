@@ -104,7 +104,12 @@ def build_task(warehouse: Path, settings: Settings, as_of: date, new_batches: li
         log.info("core and marts unchanged: %s", p.reason)
         return {"rebuild": "skip", "reason": p.reason}
     progress.report("core+marts", 0, 2, p.reason)
-    core_rows = core.build_core(warehouse, agencies, extra_days_off=settings.resolved_extra_days_off_path)
+    if p.mode == "full":
+        core_rows = core.build_core(warehouse, agencies, extra_days_off=settings.resolved_extra_days_off_path)
+    else:  # only the staged batches core has not seen; falls back to a full build when it must
+        update = core.update_core(warehouse, agencies, extra_days_off=settings.resolved_extra_days_off_path)
+        core_rows = update.counts
+        p = p.after_core(update)
     progress.report("core+marts", 1, 2, "marts")
     periods = p.periods(as_of)
     mart_rows = marts.build_marts(warehouse, as_of, targets_csv=settings.resolved_targets_path, periods=periods)

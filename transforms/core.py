@@ -18,14 +18,19 @@ Tables written (``<warehouse>/<table>/data.parquet``, replaced atomically):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import yaml
 
 from transforms.calendar import FIRST_YEAR, LAST_YEAR, get_calendar
-from warehouse.store import copy_query_to_table, table_exists, table_glob
+from warehouse.store import copy_query_to_table, table_dir, table_exists, table_files, table_glob
 
 EXPECTATIONS = Path(__file__).resolve().parent.parent / "expectations" / "tables"
 
@@ -93,13 +98,15 @@ def staged_columns(table: str) -> dict[str, str]:
     return cols
 
 
-def staged_relation(con, warehouse: Path, table: str) -> str:
-    """SQL for a staged table with every contract column present and typed (missing ones as typed NULLs)."""
+def staged_relation(con, warehouse: Path, table: str, files: list[Path] | None = None) -> str:
+    """SQL for a staged table (or only its ``files``) with every contract column present and typed (missing ones
+    as typed NULLs)."""
     cols = staged_columns(table)
-    if not table_exists(warehouse, table):
+    if not table_exists(warehouse, table) or files == []:
         sel = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in cols.items())
         return f"(SELECT {sel} WHERE false)"
-    src = f"read_parquet('{table_glob(warehouse, table)}', union_by_name=true)"
+    where = f"'{table_glob(warehouse, table)}'" if files is None else repr([str(f) for f in files])
+    src = f"read_parquet({where}, union_by_name=true)"
     have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
     sel = ", ".join(f"CAST({c} AS {t}) AS {c}" if c in have else f"CAST(NULL AS {t}) AS {c}"
                     for c, t in cols.items())
@@ -190,22 +197,27 @@ def _latest(src: str, key: str, order: str = "updated_at DESC NULLS LAST") -> st
 
 def build_core(warehouse: Path, agencies_csv: Path, *, extra_days_off: Path | None = None,
                con=None) -> dict[str, int]:
-    """Build every core table from the staged tables; returns rows per core table."""
+    """Build every core table from all staged tables (full rebuild); returns rows per core table."""
     warehouse = Path(warehouse)
     own = con is None
     con = con or duck(warehouse)
     try:
-        return _build_core(con, warehouse, Path(agencies_csv), extra_days_off)
+        _set_meta_state(warehouse, "building")
+        counts = _build_core(con, warehouse, Path(agencies_csv), extra_days_off)
+        _write_core_meta(warehouse, Path(agencies_csv), extra_days_off, staged_batches(warehouse))
+        return counts
     finally:
         if own:
             con.close()
 
 
 def _write(con, warehouse: Path, table: str, sql: str, order_by: str | None) -> int:
-    # small tables are written sorted; core_dossiers is not (sorting millions of wide rows costs more than the
-    # whole mart evaluation, and nothing downstream depends on its row order)
     copy_query_to_table(con, f"SELECT * FROM ({sql})" + (f" ORDER BY {order_by}" if order_by else ""),
                         warehouse, table)
+    return _count(con, warehouse, table)
+
+
+def _count(con, warehouse: Path, table: str) -> int:
     return con.execute(f"SELECT count(*) FROM read_parquet('{table_glob(warehouse, table)}')").fetchone()[0]
 
 
@@ -240,30 +252,88 @@ def _build_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None) 
     """)
     counts["core_procedures"] = _write(con, wh, "core_procedures", "SELECT * FROM procs",
                                        "procedure_code, version_no")
+    # the small tables first: core_dossiers reads payments and linked feedback from them
+    for entity in SMALL:
+        counts[f"core_{entity}"] = _write_small(con, wh, entity, S)
+    counts["core_dossiers"] = _write_dossier_parts(con, wh, core_dossiers_sql(S["dossiers"], wh), None)
+    return counts
 
-    # --- dossiers ------------------------------------------------------------------------------------------
-    # the owner on the received date depends only on (agency_code, day): computed once per distinct pair
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE d_owner AS {owner_on_date_sql(
-            "SELECT DISTINCT agency_code, CAST(coalesce(received_at, submitted_at, updated_at) AS DATE) AS day "
-            f"FROM {S['dossiers']}")}
-    """)
-    pay = f"({_latest(S['payments'], 'payment_id')})"
-    fb = f"({_latest(S['feedback'], 'feedback_id')})"
+
+# the small core tables (one file each, rebuilt whole when a new batch of theirs arrives)
+SMALL = ("payments", "feedback", "ratings", "e_certifications")
+SMALL_KEY = {"payments": "payment_id", "feedback": "feedback_id", "ratings": "rating_id",
+             "e_certifications": "transaction_id"}
+# the date each small record is placed in time by (its periods), and whether it links to a dossier
+SMALL_DATE = {"payments": "paid_date", "feedback": "received_date", "ratings": "rated_date",
+              "e_certifications": "certified_date"}
+
+
+def _write_small(con, wh: Path, entity: str, S: dict[str, str]) -> int:
+    if entity == "payments":
+        return _write(con, wh, "core_payments", f"""
+            SELECT payment_id, dossier_id, amount_vnd, paid_at, CAST(paid_at AS DATE) AS paid_date, payment_channel,
+                   status, status = 'success' AS is_success, updated_at, _batch_id, _source_file, _source_row
+            FROM ({_latest(S['payments'], 'payment_id')})
+        """, "payment_id")
+    if entity == "feedback":
+        fb = f"({_latest(S['feedback'], 'feedback_id')})"
+        fjoins, deadline = add_wd_sql("f.received_date", "15", "dl")
+        return _write(con, wh, "core_feedback", f"""
+            WITH f AS (SELECT *, CAST(received_at AS DATE) AS received_date FROM {fb}),
+            o AS ({owner_on_date_sql("SELECT DISTINCT agency_code, CAST(received_at AS DATE) AS day FROM " + fb)})
+            SELECT f.feedback_id, f.agency_code, o.owner_code AS owner_agency_code, f.category, f.channel,
+                   f.sent_at, f.received_at, f.received_date, f.answered_at,
+                   CAST(f.answered_at AS DATE) AS answered_date,
+                   f.published_at, f.status, coalesce(f.likes, 0) AS likes, coalesce(f.dislikes, 0) AS dislikes,
+                   coalesce(f.is_re_complaint, false) AS is_re_complaint, nullif(f.dossier_id, '') AS dossier_id,
+                   {deadline} AS deadline_date, f.updated_at, f._batch_id, f._source_file, f._source_row
+            FROM f {fjoins}
+            LEFT JOIN o ON o.agency_code = f.agency_code AND o.day = f.received_date
+        """, "feedback_id")
+    if entity == "ratings":
+        return _write(con, wh, "core_ratings", f"""
+            SELECT rating_id, dossier_id, rating, rating = 1 AS is_dissatisfied, rated_at,
+                   CAST(rated_at AS DATE) AS rated_date, _batch_id, _source_file, _source_row
+            FROM ({_latest(S['ratings'], 'rating_id', 'rated_at DESC NULLS LAST')})
+        """, "rating_id")
+    ec = f"({_latest(S['e_certifications'], 'transaction_id')})"
+    return _write(con, wh, "core_e_certifications", f"""
+        WITH e AS (SELECT *, CAST(certified_at AS DATE) AS certified_date FROM {ec}),
+        o AS ({owner_on_date_sql("SELECT DISTINCT agency_code, CAST(certified_at AS DATE) AS day FROM " + ec)})
+        SELECT e.transaction_id, e.agency_code, o.owner_code AS owner_agency_code, e.certified_at,
+               e.certified_date, e.copies, e.updated_at, e._batch_id, e._source_file, e._source_row
+        FROM e LEFT JOIN o ON o.agency_code = e.agency_code AND o.day = e.certified_date
+    """, "transaction_id")
+
+
+def _winners_sql(src: str, touched: str | None = None) -> str:
+    only = f" AND dossier_id IN (SELECT dossier_id FROM {touched})" if touched else ""
+    return f"""
+        SELECT _batch_id, _source_row FROM {src} WHERE dossier_id IS NOT NULL{only}
+        QUALIFY row_number() OVER (PARTITION BY dossier_id ORDER BY updated_at DESC NULLS LAST, {LATER_INGEST}) = 1
+    """
+
+
+def core_dossiers_sql(src: str, wh: Path, touched: str | None = None, win: str | None = None) -> str:
+    """core_dossiers rows (plus ``_part``, the file they live in) from the staged dossier versions ``src``; with
+    ``touched`` (a table of dossier_id) only the rows of those dossiers. Payments and linked feedback are read from
+    the core tables (written first)."""
+    only = f" AND dossier_id IN (SELECT dossier_id FROM {touched})" if touched else ""
     joins, due_fallback = add_wd_sql("x.received_date", "x.legal_days", "due")
-    core_d = f"""
+    pay, fb = f"read_parquet('{table_glob(wh, 'core_payments')}')", f"read_parquet('{table_glob(wh, 'core_feedback')}')"
+    return f"""
         WITH win AS (  -- narrow pass: which staged row wins, then fetch only those rows whole
-            SELECT _batch_id, _source_row FROM {S['dossiers']} WHERE dossier_id IS NOT NULL
-            QUALIFY row_number() OVER (PARTITION BY dossier_id ORDER BY updated_at DESC NULLS LAST,
-                                                                     {LATER_INGEST}) = 1
+            {_winners_sql(src, touched) if win is None else f"SELECT * FROM {win}"}
         ), d_latest AS (
-            SELECT s.* FROM {S['dossiers']} s SEMI JOIN win ON win._batch_id = s._batch_id
-                                                           AND win._source_row = s._source_row
+            SELECT s.* FROM {src} s SEMI JOIN win ON win._batch_id = s._batch_id
+                                                 AND win._source_row = s._source_row
         ),
         base AS (
             SELECT d.*, CAST(d.received_at AS DATE) AS received_date,
                    CAST(coalesce(d.received_at, d.submitted_at, d.updated_at) AS DATE) AS owner_day
             FROM d_latest d
+        ), d_owner AS (  -- the owner on the received date depends only on (agency_code, day)
+            {owner_on_date_sql("SELECT DISTINCT agency_code, owner_day AS day FROM base")}
         ), x AS (
             SELECT b.*, p.legal_days, p.is_paper_result AS proc_is_paper_result,
                    p.field_code AS proc_field_code, p.field_name AS proc_field_name, p.version_no AS proc_version_no
@@ -272,11 +342,11 @@ def _build_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None) 
              AND (p.in_force_from IS NULL OR b.owner_day >= p.in_force_from)
              AND (p.in_force_to IS NULL OR b.owner_day < p.in_force_to)
         ), paid AS (
-            SELECT dossier_id, min(CAST(paid_at AS DATE)) AS first_paid_date FROM {pay}
-            WHERE status = 'success' AND paid_at IS NOT NULL GROUP BY dossier_id
+            SELECT dossier_id, min(paid_date) AS first_paid_date FROM {pay}
+            WHERE status = 'success' AND paid_at IS NOT NULL{only} GROUP BY dossier_id
         ), linked AS (
-            SELECT dossier_id, min(CAST(received_at AS DATE)) AS first_feedback_date FROM {fb}
-            WHERE dossier_id IS NOT NULL AND received_at IS NOT NULL GROUP BY dossier_id
+            SELECT dossier_id, min(received_date) AS first_feedback_date FROM {fb}
+            WHERE dossier_id IS NOT NULL AND received_at IS NOT NULL{only} GROUP BY dossier_id
         )
         SELECT x.dossier_id, x.procedure_code, x.procedure_name,
                coalesce(nullif(x.field_code, ''), x.proc_field_code) AS field_code,
@@ -304,46 +374,243 @@ def _build_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None) 
                paid.first_paid_date AS first_successful_payment_date,
                linked.first_feedback_date AS first_linked_feedback_date,
                x.applicant_pseudonym, x.updated_at,
-               x._format AS source_format, x._batch_id, x._source_file, x._source_row
+               x._format AS source_format, x._batch_id, x._source_file, x._source_row,
+               {PART_SQL} AS _part
         FROM x {joins}
         LEFT JOIN d_owner o ON o.agency_code = x.agency_code AND o.day = x.owner_day
         LEFT JOIN paid ON paid.dossier_id = x.dossier_id
         LEFT JOIN linked ON linked.dossier_id = x.dossier_id
     """
-    counts["core_dossiers"] = _write(con, wh, "core_dossiers", core_d, None)
 
-    # --- feedback ------------------------------------------------------------------------------------------
-    fjoins, deadline = add_wd_sql("f.received_date", "15", "dl")
-    counts["core_feedback"] = _write(con, wh, "core_feedback", f"""
-        WITH f AS (SELECT *, CAST(received_at AS DATE) AS received_date FROM {fb}),
-        o AS ({owner_on_date_sql("SELECT DISTINCT agency_code, CAST(received_at AS DATE) AS day FROM " + fb)})
-        SELECT f.feedback_id, f.agency_code, o.owner_code AS owner_agency_code, f.category, f.channel,
-               f.sent_at, f.received_at, f.received_date, f.answered_at, CAST(f.answered_at AS DATE) AS answered_date,
-               f.published_at, f.status, coalesce(f.likes, 0) AS likes, coalesce(f.dislikes, 0) AS dislikes,
-               coalesce(f.is_re_complaint, false) AS is_re_complaint, nullif(f.dossier_id, '') AS dossier_id,
-               {deadline} AS deadline_date, f.updated_at, f._batch_id, f._source_file, f._source_row
-        FROM f {fjoins}
-        LEFT JOIN o ON o.agency_code = f.agency_code AND o.day = f.received_date
-    """, "feedback_id")
 
-    counts["core_ratings"] = _write(con, wh, "core_ratings", f"""
-        SELECT rating_id, dossier_id, rating, rating = 1 AS is_dissatisfied, rated_at,
-               CAST(rated_at AS DATE) AS rated_date, _batch_id, _source_file, _source_row
-        FROM ({_latest(S['ratings'], 'rating_id', 'rated_at DESC NULLS LAST')})
-    """, "rating_id")
+# ---------------------------------------------------------------------------------------------------------------
+# core_dossiers is split into one file per month of the dossier's first date (received, else submitted, else
+# updated): p<yyyymm>-<n>.parquet. A night's new versions touch a few recent months, so an incremental build
+# rewrites those files only. Readers glob the folder as for any table; the swap of several files is guarded by
+# the core meta's state ("swapping" until every file is in place; a plan seeing it rebuilds everything).
+# ---------------------------------------------------------------------------------------------------------------
+PART_SQL = "strftime(x.owner_day, '%Y%m')"
+CORE_META = "_core_meta.json"
+DOSSIERS = "core_dossiers"
 
-    counts["core_payments"] = _write(con, wh, "core_payments", f"""
-        SELECT payment_id, dossier_id, amount_vnd, paid_at, CAST(paid_at AS DATE) AS paid_date, payment_channel,
-               status, status = 'success' AS is_success, updated_at, _batch_id, _source_file, _source_row
-        FROM {pay}
-    """, "payment_id")
 
-    ec = f"({_latest(S['e_certifications'], 'transaction_id')})"
-    counts["core_e_certifications"] = _write(con, wh, "core_e_certifications", f"""
-        WITH e AS (SELECT *, CAST(certified_at AS DATE) AS certified_date FROM {ec}),
-        o AS ({owner_on_date_sql("SELECT DISTINCT agency_code, CAST(certified_at AS DATE) AS day FROM " + ec)})
-        SELECT e.transaction_id, e.agency_code, o.owner_code AS owner_agency_code, e.certified_at,
-               e.certified_date, e.copies, e.updated_at, e._batch_id, e._source_file, e._source_row
-        FROM e LEFT JOIN o ON o.agency_code = e.agency_code AND o.day = e.certified_date
-    """, "transaction_id")
-    return counts
+def _part_of(path: Path) -> str | None:
+    n = path.name
+    return n[1:7] if n.startswith("p") and len(n) > 8 and n[7] == "-" else None
+
+
+def _write_dossier_parts(con, wh: Path, sql: str, parts: set[str] | None) -> int:
+    """COPY ``sql`` (rows with ``_part``) into one file set per part, then swap in: every file of the table
+    (``parts`` None) or only the files of ``parts`` (incremental)."""
+    d = table_dir(wh, DOSSIERS)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = Path(wh) / f".{DOSSIERS}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (_part), "
+                    f"WRITE_PARTITION_COLUMNS false)")
+        new: dict[str, Path] = {}
+        if tmp.is_dir():
+            for pd in sorted(tmp.iterdir()):
+                part = pd.name.split("=", 1)[1]
+                for i, f in enumerate(sorted(pd.glob("*.parquet"))):
+                    new[f"p{part}-{i}.parquet"] = f
+        if parts is None and not new:  # no dossier at all: an empty table with the right columns
+            empty = tmp / "_part=empty"
+            empty.mkdir(parents=True, exist_ok=True)
+            con.execute(f"COPY (SELECT * EXCLUDE (_part) FROM ({sql}) LIMIT 0) TO '{empty / 'x.parquet'}' "
+                        f"(FORMAT parquet)")
+            new["p000000-0.parquet"] = empty / "x.parquet"
+        old = table_files(wh, DOSSIERS)
+        drop = [f for f in old if f.name not in new and (parts is None or _part_of(f) in parts)]
+        _set_meta_state(wh, "swapping")
+        for name, f in new.items():
+            os.chmod(f, 0o644)
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(f, d / name)
+        for f in drop:
+            f.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _count(con, wh, DOSSIERS)
+
+
+def staged_batches(wh: Path) -> dict[str, list[str]]:
+    """Batch ids present in every staged table (what a full build would read)."""
+    return {t: sorted(p.stem for p in table_files(wh, t)) for t in STAGED.values()}
+
+
+def _digest(path: Path | None) -> str | None:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path and Path(path).exists() else None
+
+
+def read_core_meta(wh: Path) -> dict:
+    p = Path(wh) / CORE_META
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _save_core_meta(wh: Path, meta: dict) -> None:
+    p = Path(wh) / CORE_META
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(meta, sort_keys=True))
+    tmp.replace(p)
+
+
+def _set_meta_state(wh: Path, state: str) -> None:
+    Path(wh).mkdir(parents=True, exist_ok=True)
+    meta = read_core_meta(wh)
+    meta["state"] = state
+    _save_core_meta(wh, meta)
+
+
+def _write_core_meta(wh: Path, agencies_csv: Path, extra_days_off: Path | None,
+                     batches: dict[str, list[str]]) -> None:
+    _save_core_meta(wh, {"state": "ok", "agencies_sha256": _digest(agencies_csv),
+                         "extra_days_off_sha256": _digest(extra_days_off), "staged": batches})
+
+
+def new_staged_batches(wh: Path) -> dict[str, list[str]]:
+    """Staged batches not yet in core (per staged table), as the core meta records it."""
+    built = read_core_meta(wh).get("staged", {})
+    return {t: [b for b in ids if b not in set(built.get(t, []))] for t, ids in staged_batches(wh).items()}
+
+
+def incremental_blocker(wh: Path, agencies_csv: Path, extra_days_off: Path | None = None) -> str | None:
+    """Why core cannot be updated incrementally (None when it can)."""
+    meta = read_core_meta(wh)
+    if not meta:
+        return "no core build recorded"
+    if meta.get("state") != "ok":
+        return f"the last core build did not finish (state {meta.get('state')!r})"
+    if meta.get("agencies_sha256") != _digest(agencies_csv):
+        return "agencies.csv changed"
+    if meta.get("extra_days_off_sha256") != _digest(extra_days_off):
+        return "the extra days-off file changed"
+    present = staged_batches(wh)
+    for t, ids in meta.get("staged", {}).items():
+        gone = set(ids) - set(present.get(t, []))
+        if gone:
+            return f"{len(gone)} batch(es) of {t} built before are gone (held or removed)"
+    if new_staged_batches(wh).get(STAGED["procedures"]):
+        return "a new procedure catalogue batch"
+    for t in ("core_agencies", "core_procedures", *(f"core_{e}" for e in SMALL)):
+        if not table_exists(wh, t):
+            return f"{t} is missing"
+    files = table_files(wh, DOSSIERS)
+    if not files or any(_part_of(f) is None for f in files):
+        return "core_dossiers is missing or in the single-file layout"
+    return None
+
+
+@dataclass
+class CoreUpdate:
+    """What an incremental core build did: rows per core table, whether it fell back to a full build, and the
+    earliest date a changed record carries, old version or new (the marts rebuild periods from there on)."""
+    counts: dict[str, int]
+    full: bool
+    reason: str
+    first_date: date | None = None
+    touched: dict[str, int] = field(default_factory=dict)
+
+
+def update_core(warehouse: Path, agencies_csv: Path, *, extra_days_off: Path | None = None,
+                con=None) -> CoreUpdate:
+    """Bring core up to date with the staged batches it has not seen: the small tables with a new batch are
+    rebuilt, core_dossiers is merged (rows of untouched dossiers kept, touched ones recomputed from all their
+    staged versions) rewriting only the month files concerned. Falls back to ``build_core`` when a full rebuild
+    is needed (see ``incremental_blocker``)."""
+    wh = Path(warehouse)
+    blocker = incremental_blocker(wh, Path(agencies_csv), extra_days_off)
+    if blocker:
+        return CoreUpdate(build_core(wh, agencies_csv, extra_days_off=extra_days_off, con=con), True, blocker)
+    own = con is None
+    con = con or duck(wh)
+    try:
+        return _update_core(con, wh, Path(agencies_csv), extra_days_off)
+    finally:
+        if own:
+            con.close()
+
+
+def _update_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None) -> CoreUpdate:
+    new = new_staged_batches(wh)
+    present = staged_batches(wh)
+    counts = {t: _count(con, wh, t) for t in ("core_agencies", "core_procedures")}
+    if not any(new.values()):
+        counts.update({f"core_{e}": _count(con, wh, f"core_{e}") for e in (*SMALL, "dossiers")})
+        return CoreUpdate(counts, False, "no new staged batch")
+    load_agencies(con, agencies_csv)
+    load_calendar(con, extra_days_off)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE procs AS SELECT * FROM read_parquet('{table_glob(wh, 'core_procedures')}')")
+    S = {k: staged_relation(con, wh, v) for k, v in STAGED.items()}
+    con.execute("CREATE OR REPLACE TEMP TABLE touched (dossier_id VARCHAR)")
+    firsts: list[date] = []
+    touched: dict[str, int] = {}
+
+    def new_rows(entity: str, cols: str) -> str:
+        files = [str(table_dir(wh, STAGED[entity]) / f"{b}.parquet") for b in new[STAGED[entity]]]
+        return f"(SELECT {cols} FROM read_parquet({files!r}, union_by_name=true))"
+
+    _set_meta_state(wh, "building")
+    for entity in SMALL:
+        if not new[STAGED[entity]]:
+            counts[f"core_{entity}"] = _count(con, wh, f"core_{entity}")
+            continue
+        key, dcol, table = SMALL_KEY[entity], SMALL_DATE[entity], f"core_{entity}"
+        ids = new_rows(entity, key)
+        link = "dossier_id" if entity in ("payments", "feedback") else "NULL"
+        sel = f"SELECT {link} AS dossier_id, {dcol} AS d FROM read_parquet('{table_glob(wh, table)}') " \
+              f"WHERE {key} IN {ids}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE chg AS {sel}")  # old versions
+        counts[table] = _write_small(con, wh, entity, S)
+        con.execute(f"INSERT INTO chg {sel}")  # new versions
+        touched[table] = con.execute("SELECT count(*) FROM chg").fetchone()[0]
+        d = con.execute("SELECT min(d) FROM chg").fetchone()[0]
+        if d is not None:
+            firsts.append(d)
+        if link != "NULL":
+            con.execute("INSERT INTO touched SELECT dossier_id FROM chg WHERE dossier_id IS NOT NULL")
+    if new[STAGED["dossiers"]]:
+        con.execute(f"INSERT INTO touched SELECT dossier_id FROM {new_rows('dossiers', 'dossier_id')} "
+                    f"WHERE dossier_id IS NOT NULL")
+    con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT dossier_id FROM touched")
+    n_touched = con.execute("SELECT count(*) FROM touched").fetchone()[0]
+    if n_touched:
+        old = f"read_parquet('{table_glob(wh, DOSSIERS)}', filename=true)"
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE old_t AS
+                        SELECT * EXCLUDE (filename), substr(parse_filename(filename), 2, 6) AS _part FROM {old}
+                        WHERE dossier_id IN (SELECT dossier_id FROM touched)""")
+        # narrow pass over every staged version of the touched dossiers, then read whole rows only from the
+        # batch files that hold a winner (usually the night's own)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE win_t AS {_winners_sql(S['dossiers'], 'touched')}")
+        wb = [r[0] for r in con.execute("SELECT DISTINCT _batch_id FROM win_t").fetchall()]
+        src = staged_relation(con, wh, STAGED["dossiers"],
+                              files=[table_dir(wh, STAGED["dossiers"]) / f"{b}.parquet" for b in wb])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE new_d AS {core_dossiers_sql(src, wh, 'touched', 'win_t')}")
+        # only dossiers whose row really changed (an older version or an unrelated payment changes nothing)
+        con.execute("""CREATE OR REPLACE TEMP TABLE touched AS
+                       SELECT DISTINCT dossier_id FROM (
+                           SELECT * FROM (SELECT * FROM new_d EXCEPT ALL SELECT * FROM old_t)
+                           UNION ALL SELECT * FROM (SELECT * FROM old_t EXCEPT ALL SELECT * FROM new_d))""")
+        n_touched = con.execute("SELECT count(*) FROM touched").fetchone()[0]
+        con.execute("DELETE FROM new_d WHERE dossier_id NOT IN (SELECT dossier_id FROM touched)")
+        con.execute("DELETE FROM old_t WHERE dossier_id NOT IN (SELECT dossier_id FROM touched)")
+        parts = {r[0] for r in con.execute("SELECT _part FROM new_d UNION SELECT _part FROM old_t").fetchall()}
+        files = [str(f) for f in table_files(wh, DOSSIERS) if _part_of(f) in parts]
+        sql = "SELECT * FROM new_d"
+        if files:
+            sql = (f"SELECT * EXCLUDE (filename), substr(parse_filename(filename), 2, 6) AS _part "
+                   f"FROM read_parquet({files!r}, filename=true) "
+                   f"WHERE dossier_id NOT IN (SELECT dossier_id FROM touched) UNION ALL BY NAME {sql}")
+        counts["core_dossiers"] = (_write_dossier_parts(con, wh, sql, parts) if n_touched
+                                   else _count(con, wh, DOSSIERS))
+        d = con.execute("SELECT min(received_date) FROM (SELECT received_date FROM old_t UNION ALL "
+                        "SELECT received_date FROM new_d)").fetchone()[0]
+        if d is not None:
+            firsts.append(d)
+        touched["core_dossiers"] = n_touched
+    else:
+        counts["core_dossiers"] = _count(con, wh, DOSSIERS)
+    _write_core_meta(wh, agencies_csv, extra_days_off, present)
+    return CoreUpdate(counts, False, f"{sum(len(v) for v in new.values())} new staged batch(es)",
+                      min(firsts) if firsts else None, touched)

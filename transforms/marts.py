@@ -314,6 +314,8 @@ def _dossier_counters(con, D: str, R: str, as_of: date, explain: bool = False) -
         JOIN field_keys fk ON fk.field_code IS NOT DISTINCT FROM d.field_code
                           AND fk.field_name IS NOT DISTINCT FROM d.field_name
         WHERE d.is_received AND d.received_date <= DATE '{as_of}')
+        -- only dossiers alive on some day of a selected period (an incremental build reads a few months)
+        WHERE last_day >= (SELECT coalesce(min(period_start), DATE '9999-12-31') FROM periods WHERE selected)
     """)
     if explain:
         return

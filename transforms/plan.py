@@ -9,6 +9,9 @@ Rules (each errs towards rebuilding more, never less):
   through the carried-over population and the year-earlier target of e_certified_copies) up to as_of, plus,
   when as_of moved forward, the periods from the previous as_of on (their evaluation date E changed);
 - nothing new and the same as_of: nothing to rebuild (the marts stay byte-identical).
+Core follows the plan: a full plan rebuilds core whole (``build_core``); otherwise ``update_core`` merges only
+the staged batches core has not seen (``RebuildPlan.after_core`` then widens the periods to the old versions'
+dates, or turns the plan full when core could not be updated incrementally).
 """
 
 from __future__ import annotations
@@ -38,6 +41,19 @@ class RebuildPlan:
     mode: str  # full | incremental | skip
     reason: str
     first_date: date | None = None
+
+    def after_core(self, update) -> RebuildPlan:
+        """The plan once core was updated (``transforms.core.CoreUpdate``): full when core had to be rebuilt
+        whole; else the periods from the earliest date of any changed record, old version included (a dossier
+        whose received date moved changes the periods of both dates)."""
+        if self.mode == "full":
+            return self
+        if update.full:
+            return RebuildPlan("full", f"core rebuilt whole: {update.reason}")
+        ds = [d for d in (self.first_date, update.first_date) if d is not None]
+        if not ds:
+            return self
+        return RebuildPlan("incremental", self.reason, first_date=min(ds))
 
     def periods(self, as_of: date) -> set[str] | None:
         from transforms.marts import changed_periods
@@ -85,6 +101,14 @@ def plan_rebuild(warehouse: Path, new_batches: list[tuple[str, str, str]], as_of
     if any(entity == "procedures" for _s, entity, _b in new_batches):
         return RebuildPlan("full", "a new procedure catalogue batch")
     firsts: list[date] = []
+    # staged batches core has not seen yet count as new too (say a run that crashed after its gate)
+    from transforms.core import STAGED, new_staged_batches
+
+    unseen = [(t.removeprefix("stg_").split("__")[0], e, b)
+              for e, t in STAGED.items() for b in new_staged_batches(wh).get(t, [])]
+    new_batches = sorted(set(new_batches) | set(unseen))
+    if any(entity == "procedures" for _s, entity, _b in new_batches):
+        return RebuildPlan("full", "a new procedure catalogue batch")
     con = duckdb.connect()
     try:
         for source, entity, batch_id in new_batches:

@@ -1,0 +1,141 @@
+"""Incremental core (transforms.core.update_core): merging a night's batches gives exactly the rows a full rebuild
+gives, rewrites only the month files concerned, falls back to a full rebuild when it must, and the marts rebuilt
+for the planned periods equal a full mart build."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import duckdb
+
+from transforms import core as C
+from transforms.marts import build_marts
+from transforms.plan import RebuildPlan
+
+AS_OF = date(2025, 12, 31)
+CORE = ["core_agencies", "core_procedures", "core_dossiers", "core_payments", "core_feedback", "core_ratings",
+        "core_e_certifications"]
+KEY = {"core_agencies": "agency_code", "core_procedures": "procedure_code, version_no",
+       "core_dossiers": "dossier_id", "core_payments": "payment_id", "core_feedback": "feedback_id",
+       "core_ratings": "rating_id", "core_e_certifications": "transaction_id"}
+MARTS = ["mart_kpi__agency_period", "mart_766__agency_period", "mart_tt01_form06__agency_period"]
+
+
+def snapshot(wh, tables):
+    con = duckdb.connect()
+    try:
+        out = {}
+        for t in tables:
+            rel = con.sql(f"SELECT * FROM read_parquet('{wh / t}/[!.]*.parquet') ORDER BY ALL")
+            out[t] = (rel.columns, [str(x) for x in rel.types], rel.fetchall())
+        return out
+    finally:
+        con.close()
+
+
+def first_night(st):
+    st.procedure("1.000001", updated="2023-01-01", legal_days=5, field_code="F1", field_name="Lĩnh vực 1")
+    st.procedure("1.000002", updated="2023-01-01", legal_days=3, is_paper_result=False)
+    st.dossier("C1-1", received="2024-03-04", status=4)
+    st.dossier("C1-2", received="2025-11-03 09:00:00", status=4, due_at="2025-11-10")
+    st.dossier("C2-1", received="2025-06-20", status=4, procedure_code="1.000002", fee_vnd=50000)
+    st.dossier("C9-1", received="2025-10-01", status=10, finished_at="2025-10-03", due_at="2025-10-08")
+    st.dossier("S1-1", received="2023-05-05", status=9, finished_at="2023-05-20")
+    st.add("payments", payment_id="pay1", dossier_id="C9-1", amount_vnd=1000, paid_at="2025-10-02",
+           status="success")
+    st.add("payments", payment_id="pay2", dossier_id="C1-2", amount_vnd=1000, paid_at="2025-11-05",
+           status="success")
+    st.add("feedback", feedback_id="fb1", agency_code="C9", received_at="2025-10-05", dossier_id="C9-1")
+    st.add("ratings", rating_id="r1", dossier_id="C9-1", rating=4, rated_at="2025-10-04")
+    st.add("e_certifications", transaction_id="e1", agency_code="C9", certified_at="2025-10-06", copies=3)
+    st.write()
+
+
+def second_night(st):
+    st.rows = {k: [] for k in st.rows}
+    later = {"batch": "b2", "_ingested_at": datetime(2026, 1, 2), "updated_at": "2025-12-20"}
+    st.dossier("C1-2", received="2025-11-03 09:00:00", status=10, due_at="2025-11-10",
+               finished_at="2025-12-19", **later)                                       # resolved late
+    st.dossier("C2-1", received="2025-05-20", status=4, procedure_code="1.000002", fee_vnd=50000,
+               **later)                                                                 # received date moved back
+    st.dossier("C9-2", received="2025-12-18", status=4, channel=2, **later)             # a new dossier
+    st.dossier("C1-1", received="2024-03-04", status=9, finished_at="2025-12-01",
+               **{**later, "updated_at": "2025-11-01"})                                  # older version: loses
+    st.add("payments", payment_id="pay2", dossier_id="C2-1", amount_vnd=1000, paid_at="2025-12-19",
+           status="success", **later)                                                   # moved to another dossier
+    st.add("feedback", feedback_id="fb2", agency_code="C9", received_at="2025-12-19", dossier_id="C9-2",
+           **later)
+    st.add("feedback", feedback_id="fb1", agency_code="C9", received_at="2025-10-05", dossier_id="C9-1",
+           answered_at="2025-12-19", dislikes=2, **later)
+    st.add("ratings", rating_id="r2", dossier_id="C9-1", rating=1, rated_at="2025-12-20", batch="b2",
+           _ingested_at=datetime(2026, 1, 2))
+    st.add("e_certifications", transaction_id="e2", agency_code="C9", certified_at="2025-12-20", copies=2,
+           **later)
+    st.write()
+
+
+def test_update_core_equals_full_rebuild_and_marts_follow(staged):
+    first_night(staged)
+    C.build_core(staged.wh, staged.agencies)
+    build_marts(staged.wh, AS_OF)
+    files_before = {f.name: f.stat().st_mtime_ns for f in (staged.wh / "core_dossiers").iterdir()}
+    assert all(n.startswith("p") for n in files_before)  # one file per month of the dossiers' first date
+
+    # nothing new: nothing rewritten
+    up = C.update_core(staged.wh, staged.agencies)
+    assert not up.full and up.first_date is None and up.counts["core_dossiers"] == 5
+    assert {f.name: f.stat().st_mtime_ns for f in (staged.wh / "core_dossiers").iterdir()} == files_before
+
+    second_night(staged)
+    up = C.update_core(staged.wh, staged.agencies)
+    assert not up.full, up.reason
+    # the moved received date (2025-06-20 -> 2025-05-20) reaches back to the old version's month too
+    assert up.first_date == date(2025, 5, 20)
+    assert up.touched["core_dossiers"] == 3  # C1-2, C2-1, C9-2 changed; C1-1 (older version), C9-1 (feedback
+    # fb1 answered, its link unchanged) did not
+    after = {f.name: f.stat().st_mtime_ns for f in (staged.wh / "core_dossiers").iterdir()}
+    assert after["p202305-0.parquet"] == files_before["p202305-0.parquet"]  # S1-1's month left alone
+    assert after["p202403-0.parquet"] == files_before["p202403-0.parquet"]  # C1-1: an older version, no change
+    assert "p202506-0.parquet" not in after and "p202505-0.parquet" in after  # C2-1 moved month
+    incremental = snapshot(staged.wh, CORE)
+
+    plan = RebuildPlan("incremental", "test", first_date=date(2025, 12, 18)).after_core(up)
+    assert plan.first_date == date(2025, 5, 20)
+    build_marts(staged.wh, AS_OF, periods=plan.periods(AS_OF))
+    marts_incremental = snapshot(staged.wh, MARTS)
+
+    counts = C.build_core(staged.wh, staged.agencies)
+    assert snapshot(staged.wh, CORE) == incremental
+    assert counts["core_dossiers"] == up.counts["core_dossiers"] == 6
+    build_marts(staged.wh, AS_OF)
+    assert snapshot(staged.wh, MARTS) == marts_incremental
+    # the merge did change what it had to
+    row = staged.sql("SELECT status, end_date, first_successful_payment_date FROM core_dossiers "
+                     "WHERE dossier_id = 'C1-2'")[0]
+    assert row == (10, date(2025, 12, 19), None)
+    assert staged.sql("SELECT first_successful_payment_date FROM core_dossiers WHERE dossier_id = 'C2-1'") == [
+        (date(2025, 12, 19),)]
+    assert staged.sql("SELECT status FROM core_dossiers WHERE dossier_id = 'C1-1'") == [(4,)]
+
+
+def test_update_core_falls_back_to_full_when_it_must(staged):
+    first_night(staged)
+    C.build_core(staged.wh, staged.agencies)
+    # a new catalogue version: every dossier's due date / field may change
+    staged.rows = {k: [] for k in staged.rows}
+    staged.procedure("1.000001", updated="2024-01-01", legal_days=10, batch="b3")
+    staged.write()
+    up = C.update_core(staged.wh, staged.agencies)
+    assert up.full and "procedure" in up.reason
+    assert staged.sql("SELECT due_date FROM core_dossiers WHERE dossier_id = 'C1-1'") == [(date(2024, 3, 18),)]
+    assert RebuildPlan("incremental", "x", first_date=date(2025, 12, 1)).after_core(up).mode == "full"
+    # agencies.csv edited
+    staged.agencies.write_text(staged.agencies.read_text() + "X1,Xã X1,commune,D1,2023-01-01,,,test\n")
+    assert C.update_core(staged.wh, staged.agencies).full
+    # a batch built before has gone (held by the quality gate after the fact)
+    (staged.wh / "stg_dvc_portal__procedures" / "b3.parquet").unlink()
+    up = C.update_core(staged.wh, staged.agencies)
+    assert up.full and "gone" in up.reason
+    # an interrupted swap of the month files
+    C._set_meta_state(staged.wh, "swapping")
+    assert "did not finish" in C.incremental_blocker(staged.wh, staged.agencies)
