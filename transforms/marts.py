@@ -286,8 +286,7 @@ def _dossier_counters(con, D: str, R: str, as_of: date, explain: bool = False) -
         WHERE rating = 1 AND (next_date IS NULL OR next_date > rated_date)
         GROUP BY dossier_id
     """)
-    bases = ", ".join(f"('{b}', {k}, {str(b != 'calendar').lower()})"
-                      for b in PERIOD_BASES for k in (1, 3, 12))
+    bases = bases_sql(con)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE d_prep AS
         SELECT *, {_month_idx("last_day", "calendar")} AS m1c, {_month_idx("last_day", "cutoff_15")} AS m1x FROM (
@@ -327,15 +326,24 @@ def _dossier_counters(con, D: str, R: str, as_of: date, explain: bool = False) -
     """)
 
 
+def bases_sql(con) -> str:
+    """VALUES rows (basis, k months, cut-off?, first selected period index): the (dossier, period) pairs are
+    unnested from the first selected period on, so an incremental build never expands unselected periods."""
+    lo = {(b, k): i for b, k, i in con.execute(
+        "SELECT basis, k, min(pidx) FROM periods WHERE selected GROUP BY ALL").fetchall()}
+    return ", ".join(f"('{b}', {k}, {str(b != 'calendar').lower()}, {lo.get((b, k), 10 ** 6)})"
+                     for b in PERIOD_BASES for k in (1, 3, 12))
+
+
 def classified_sql(bases: str) -> str:
     """(dossier, period) pairs of the selected periods, each with its flags at E: res (resolved in P), rin
     (received in P), cls (1 early, 2 on_time, 3 late, 4 within_time, 5 overdue), rated_dis, ..."""
     return f"""
         WITH u AS (
             SELECT d.*, b.basis, b.k,
-                   unnest(range(CASE WHEN b.cut THEN d.m0x ELSE d.m0c END // b.k,
+                   unnest(range(greatest(CASE WHEN b.cut THEN d.m0x ELSE d.m0c END // b.k, b.lo),
                                 CASE WHEN b.cut THEN d.m1x ELSE d.m1c END // b.k + 1)) AS pidx
-            FROM d_prep d CROSS JOIN (VALUES {bases}) b(basis, k, cut)
+            FROM d_prep d CROSS JOIN (VALUES {bases}) b(basis, k, cut, lo)
         ), j AS (
             SELECT u.*, p.period_id, p.period_start AS ps, p.e
             FROM u JOIN periods p ON p.basis = u.basis AND p.k = u.k AND p.pidx = u.pidx
@@ -642,8 +650,7 @@ def explain(warehouse: Path, code: str, agency: str, period: str, *, basis: str 
         _rollup(con)
         if kind == "dossier":
             _dossier_counters(con, D, _core(wh, "core_ratings"), as_of, explain=True)
-            bases = ", ".join(f"('{b}', {k}, {str(b != 'calendar').lower()})"
-                              for b in PERIOD_BASES for k in (1, 3, 12))
+            bases = bases_sql(con)
             rows = f"""
                 SELECT c.dossier_id, c.procedure_code, o.agency_code AS counted_for, c.own AS owner_on_received,
                        c.status, c.channel_code AS channel, c.rd AS received_date, c.due AS due_date,
