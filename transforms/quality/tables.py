@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from transforms.quality import rules
 from transforms.quality.model import CheckResult, GateResult
-from warehouse.store import table_files, table_glob
+from warehouse.store import PARQUET_GLOB, table_files, table_glob
 
 EXAMPLES = 5
 ROWNUM = "file_row_number"     # DuckDB's read_parquet(file_row_number=true) column (0-based)
@@ -47,8 +47,25 @@ class ContractViolation(Exception):
                          f"rule(s) failed): " + "; ".join(parts))
 
 
-def _source(path: Path) -> str:
-    return f"read_parquet({rules.lit(str(path))}, file_row_number=true)"
+def _files(path) -> list[Path]:
+    """A file, a list of files, or a table folder (its published files) -> the files validated together."""
+    if isinstance(path, (list, tuple)):
+        return [Path(p) for p in path]
+    path = Path(path)
+    if path.is_dir():
+        return sorted(path.glob(PARQUET_GLOB))
+    return [path]
+
+
+def _source(files: list[Path]) -> str:
+    if len(files) == 1:
+        return f"read_parquet({rules.lit(str(files[0]))}, file_row_number=true)"
+    lst = "[" + ", ".join(rules.lit(str(f)) for f in files) + "]"
+    return f"read_parquet({lst}, file_row_number=true, filename=true, union_by_name=true)"
+
+
+def _row_ref(files: list[Path]) -> str:
+    return ROWNUM if len(files) == 1 else f"{ROWNUM}, filename"
 
 
 def _file_label(path: Path) -> str:
@@ -80,8 +97,8 @@ def _unique_cols(exp: dict) -> str:
 
 
 def _ex(r) -> str:
-    ident, row = r
-    return f"{ident} (row {row + 1})"
+    ident, row, *f = r
+    return f"{ident} (row {row + 1}" + (f" of {_file_label(Path(f[0]))})" if f else ")")
 
 
 def _res(exp, ok, bad, dom, examples, observed, pct=None) -> dict:
@@ -91,10 +108,11 @@ def _res(exp, ok, bad, dom, examples, observed, pct=None) -> dict:
             "unexpected_percent": float(pct), "examples": examples, "observed": observed}
 
 
-def evaluate(con, path: Path, suite: dict, warehouse: Path | None) -> tuple[list[dict], dict]:
-    """Every expectation of ``suite`` on the file ``path``, exactly. Returns (results, profile)."""
-    types = {f.name: str(f.type) for f in pq.read_schema(path)}
-    src = _source(path)
+def evaluate(con, files: list[Path], suite: dict, warehouse: Path | None) -> tuple[list[dict], dict]:
+    """Every expectation of ``suite`` on ``files`` (one table), exactly. Returns (results, profile)."""
+    types = {f.name: str(f.type) for f in pq.read_schema(files[0])}
+    src = _source(files)
+    ref = _row_ref(files)
     key = _key_expr(suite["meta"]["key"], types)
     out: list[dict] = []
     pending: list[tuple[dict, str | None, str | None]] = []      # (expectation, domain SQL, bad SQL)
@@ -145,7 +163,7 @@ def evaluate(con, path: Path, suite: dict, warehouse: Path | None) -> tuple[list
         if dom is not None:
             sel.append(f"count_if({dom}) AS d{i}, count_if(({dom}) AND ({bad})) AS u{i}")
     cur = con.execute(f"SELECT {', '.join(sel)} FROM {src}")
-    row = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    row = dict(zip([d[0] for d in cur.description], cur.fetchall()[0]))
     n = row["n"]
     for i, (exp, dom, bad) in enumerate(pending):
         t, k = exp["type"], exp["kwargs"]
@@ -156,11 +174,11 @@ def evaluate(con, path: Path, suite: dict, warehouse: Path | None) -> tuple[list
         elif t in UNIQUE:
             kc = _unique_cols(exp)
             dup = con.execute(f"SELECT coalesce(sum(c), 0), count(*) FROM (SELECT count(*) c FROM {src} "
-                              f"GROUP BY {kc} HAVING count(*) > 1)").fetchone()
+                              f"GROUP BY {kc} HAVING count(*) > 1)").fetchall()[0]
             ex = []
             if dup[0]:
                 ex = [_ex(r) for r in con.execute(
-                    f"SELECT {key}, {ROWNUM} FROM {src} WHERE ({kc}) IN (SELECT ({kc}) FROM {src} "
+                    f"SELECT {key}, {ref} FROM {src} WHERE ({kc}) IN (SELECT ({kc}) FROM {src} "
                     f"GROUP BY {kc} HAVING count(*) > 1) ORDER BY {ROWNUM} LIMIT {EXAMPLES}").fetchall()]
             out.append(_res(exp, dup[0] == 0, int(dup[0]), n, ex, {"duplicate_keys": int(dup[1])}))
         else:
@@ -170,36 +188,40 @@ def evaluate(con, path: Path, suite: dict, warehouse: Path | None) -> tuple[list
             ex = []
             if u:
                 ex = [_ex(r) for r in con.execute(
-                    f"SELECT {key}, {ROWNUM} FROM {src} WHERE ({dom}) AND ({bad}) "
+                    f"SELECT {key}, {ref} FROM {src} WHERE ({dom}) AND ({bad}) "
                     f"ORDER BY {ROWNUM} LIMIT {EXAMPLES}").fetchall()]
             out.append(_res(exp, ok, int(u), int(d), ex, {"mostly": mostly} if mostly < 1 else {}))
     return out, {"rows": n, "types": types}
 
 
-def _gx_sample(con, path: Path, suite: dict, types: dict, results: list[dict], n: int):
+def _gx_sample(con, files: list[Path], suite: dict, types: dict, results: list[dict], n: int):
     """The rows GX validates: ``n`` random rows plus up to BAD_ROWS_PER_RULE failing rows per failed rule."""
     from transforms.quality import gx_runner
 
     exps = [e for e in gx_runner.gx_expectations(suite) if all(c in types for c in rules.expectation_columns(e))]
     need = {c for e in exps for c in rules.expectation_columns(e)}
     cols = [c for c in types if c in need]
-    src = _source(path)
-    picks = [f"(SELECT {ROWNUM} FROM {src} USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE (7))"]
+    src = _source(files)
+    if len(files) > 1:   # row numbers restart in every file: sample on (file, row)
+        row_ref = f"({ROWNUM}, filename)"
+    else:
+        row_ref = ROWNUM
+    picks = [f"(SELECT {row_ref} FROM {src} USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE (7))"]
     for r in results:
         e = r["exp"]
         if r["success"] or e["meta"].get("engine", "gx") != "gx":
             continue
         if e["type"] in UNIQUE:
             kc = _unique_cols(e)
-            picks.append(f"(SELECT {ROWNUM} FROM {src} WHERE ({kc}) IN (SELECT ({kc}) FROM {src} GROUP BY {kc} "
+            picks.append(f"(SELECT {row_ref} FROM {src} WHERE ({kc}) IN (SELECT ({kc}) FROM {src} GROUP BY {kc} "
                          f"HAVING count(*) > 1) LIMIT {gx_runner.BAD_ROWS_PER_RULE})")
         else:
             rs = rules.rule_sql(e)
             if rs is not None:
-                picks.append(f"(SELECT {ROWNUM} FROM {src} WHERE ({_domain(e, rs.domain)}) AND ({rs.bad}) "
+                picks.append(f"(SELECT {row_ref} FROM {src} WHERE ({_domain(e, rs.domain)}) AND ({rs.bad}) "
                              f"LIMIT {gx_runner.BAD_ROWS_PER_RULE})")
     sel = ", ".join(rules.q(c) for c in cols) or ROWNUM
-    df = con.sql(f"SELECT {sel} FROM {src} WHERE {ROWNUM} IN ({' UNION '.join(picks)})").to_arrow_table().to_pandas()
+    df = con.sql(f"SELECT {sel} FROM {src} WHERE {row_ref} IN ({' UNION '.join(picks)})").to_arrow_table().to_pandas()
     return gx_runner, df
 
 
@@ -210,9 +232,12 @@ def _connect(settings=None):
                                   "preserve_insertion_order": False})
 
 
-def validate_table(path: Path, table: str, *, ledger=None, run_id=None, warehouse: Path | None = None,
+def validate_table(path: Path | list[Path], table: str, *, ledger=None, run_id=None, warehouse: Path | None = None,
                    settings=None, gx_sample_rows: int | None = None) -> GateResult:
     """Run the contract of ``table`` on the Parquet file ``path``; record the results in ``ledger.dq_results``.
+
+    ``path`` may also be a list of files or a table folder, validated together as one table (a partitioned table:
+    the key must be unique across its files); pass ``warehouse`` then.
 
     ``warehouse`` (default: the folder above the table's folder) is where ``value_set_from`` look-ups read the
     published reference tables (core_procedures, core_agencies). ``gx_sample_rows`` (default: settings'
@@ -220,22 +245,23 @@ def validate_table(path: Path, table: str, *, ledger=None, run_id=None, warehous
     """
     from transforms.quality.gate import _message, ledger_rows
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{table}: file to validate not found: {path}")
+    files = _files(path)
+    missing = [f for f in files if not f.exists()]
+    if missing or not files:
+        raise FileNotFoundError(f"{table}: file to validate not found: {missing[0] if missing else path}")
     suite = rules.load_suite(table)
     if warehouse is None:
-        warehouse = path.parent.parent
+        warehouse = files[0].parent.parent
     if gx_sample_rows is None:
         gx_sample_rows = getattr(settings, "dq_gx_sample_rows", None)
         gx_sample_rows = 5_000 if gx_sample_rows is None else int(gx_sample_rows)
-    fname = _file_label(path)
+    fname = _file_label(files[0]) if len(files) == 1 else f"{len(files)} files"
     batch_id = f"rebuild-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
     con = _connect(settings)
     t0 = time.perf_counter()
     gx_seconds = 0.0
     try:
-        raw, profile = evaluate(con, path, suite, Path(warehouse))
+        raw, profile = evaluate(con, files, suite, Path(warehouse))
         t1 = time.perf_counter()
         results: list[CheckResult] = []
         for r in raw:
@@ -250,7 +276,7 @@ def validate_table(path: Path, table: str, *, ledger=None, run_id=None, warehous
                     "expect_column_to_exist", "expect_column_values_to_be_of_type") else "row_rule",
                 observed=r["observed"], table=table, batch_id=batch_id, source_file=fname))
         if gx_sample_rows > 0 and profile["rows"] > 0:
-            gx_runner, df = _gx_sample(con, path, suite, profile["types"], raw, gx_sample_rows)
+            gx_runner, df = _gx_sample(con, files, suite, profile["types"], raw, gx_sample_rows)
             g0 = time.perf_counter()
             gx = gx_runner.validate_sample(table, batch_id, suite, df)
             gx_seconds = time.perf_counter() - g0
