@@ -20,6 +20,10 @@ RULE_VI = {
     "procedure_known": "Mã TTHC không có trong danh mục TTHC", "row_count": "Số dòng của lô ngoài giới hạn",
     "schema_drift": "Cấu trúc tệp thay đổi so với lô trước", "volume": "Số lượng bản ghi bất thường",
     "freshness": "Dữ liệu không được cập nhật kịp thời", "null_share_jump": "Tỷ lệ ô trống tăng đột biến",
+    # rebuilt tables (core_*, mart_*: transforms/quality/tables.py)
+    "unique_key": "Trùng khóa", "rate_in_0_1": "Tỷ lệ ngoài khoảng [0, 1]",
+    "at_most": "Tử số lớn hơn mẫu số / điểm vượt điểm tối đa", "identity": "Sai đẳng thức kiểm tra",
+    "agency_known": "Mã đơn vị không có trong danh mục đơn vị",
 }
 SEV_VI = {"critical": "Nghiêm trọng (chặn lô)", "warning": "Cảnh báo"}
 TITLE = "Báo cáo chất lượng dữ liệu"
