@@ -406,6 +406,9 @@ def _write_dossier_parts(con, wh: Path, sql: str, parts: set[str] | None) -> int
     d.mkdir(parents=True, exist_ok=True)
     tmp = Path(wh) / f".{DOSSIERS}.{uuid.uuid4().hex[:8]}.tmp"
     try:
+        # a partitioned COPY buffers rows per open part until this many: keep it low or every month of a
+        # whole build sits in memory at once
+        con.execute("SET partitioned_write_flush_threshold = 8192")
         con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (_part), "
                     f"WRITE_PARTITION_COLUMNS false)")
         new: dict[str, Path] = {}
