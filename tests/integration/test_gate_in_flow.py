@@ -1,0 +1,96 @@
+"""The gate inside the nightly flow: a batch breaking a critical contract is held out of core and marts (the
+previous marts stay byte-identical), the run ends Failed naming file, rule and count, the night's other batches
+proceed, and the alert reaches a real webhook receiver and a real SMTP server, without personal data."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+
+import pytest
+
+from tthc.sample import generate_inbox
+from warehouse.ledger import Ledger
+
+pytestmark = pytest.mark.integration
+AS_OF = date(2025, 12, 31)
+
+
+def _marts(wh):
+    return {p.parent.name: p.read_bytes() for p in sorted(wh.glob("mart_*/data.parquet"))
+            if not p.parent.name.startswith("mart_dq__")}
+
+
+def _bad_export(src, dst):
+    """A copy of a dossier export whose promised dates all precede receipt (and a later Ngày cập nhật)."""
+    text = src.read_text(encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    head = rows[0]
+    due, upd, rec = head.index("Ngày hẹn trả"), head.index("Ngày cập nhật"), head.index("Ngày tiếp nhận")
+    out = [head]
+    for r in rows[1:]:
+        if r[rec]:
+            r[due] = "01/01/2020 08:00:00"
+            r[upd] = "30/12/2025 10:00:00"
+            out.append(r)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(out)
+    dst.write_text(buf.getvalue(), encoding="utf-8")
+    return len(out) - 1, [r[head.index("Số điện thoại")] for r in out[1:] if r[head.index("Số điện thoại")]]
+
+
+def test_critical_failure_holds_the_batch_keeps_marts_and_alerts(prefect_harness, tmp_path, monkeypatch, webhook,
+                                                                 smtp):
+    from flows.nightly import nightly
+
+    hport, hooks = webhook
+    sport, mails = smtp
+    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
+    generate_inbox(inbox, seed=11, scale=0.3)
+    monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "k")
+    monkeypatch.setenv("TTHC_ALERT_URLS", f"json://127.0.0.1:{hport}/dq,mailto://127.0.0.1:{sport}?smtp=127.0.0.1"
+                                          f"&mode=insecure&from=tthc@example.org&to=kstthc@example.org")
+    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
+        monkeypatch.delenv(k, raising=False)
+    first = nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True)
+    assert first.is_completed(), first.message
+    # a clean night raises no critical alert (warnings, e.g. stale history files, may be reported)
+    assert all("NGHIÊM TRỌNG" not in h["json"]["message"] and "bị chặn do lỗi" not in h["json"]["title"]
+               for h in hooks)
+    hooks.clear()
+    mails.clear()
+    before = _marts(wh)
+    assert before
+
+    src = next(p for p in sorted((inbox / "one_stop" / "dossiers").glob("*.csv")) if "cp1258" not in p.name
+               and "loi_font" not in p.name)
+    n_bad, phones = _bad_export(src, inbox / "one_stop" / "dossiers" / "export_loi_han.csv")
+    # a good file arrives the same night: it must still be staged and gated
+    good = next((inbox / "dvc_portal" / "ratings").glob("*.csv"))
+    (inbox / "dvc_portal" / "ratings" / "danhgia_them.csv").write_text(
+        good.read_text(encoding="utf-8-sig").replace("DG", "DX"), encoding="utf-8")
+    second = nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True)
+
+    assert second.is_failed()
+    assert "export_loi_han.csv" in second.message and "date_order:due_at>=received_at" in second.message
+    assert _marts(wh) == before  # the previous marts stay as they were
+    ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
+    try:
+        latest = {b["path"]: b for b in ledger.batches_of_run(ledger.recent_runs(1)[0]["run_id"])}
+    finally:
+        ledger.dispose()
+    bad = latest["one_stop/dossiers/export_loi_han.csv"]
+    assert bad["status"] == "gate_failed" and bad["rows_raw"] == n_bad
+    assert f"{bad['rows_staged']} of {bad['rows_staged']} rows" in second.message  # the count, in plain words
+    assert (wh / "_held" / "stg_one_stop__dossiers" / f"{bad['batch_id']}.parquet").exists()
+    assert not (wh / "stg_one_stop__dossiers" / f"{bad['batch_id']}.parquet").exists()
+    assert latest["dvc_portal/ratings/danhgia_them.csv"]["status"] == "passed"
+
+    assert len(hooks) == 1 and len(mails) == 1  # one message per URL per run
+    body = hooks[0]["json"]["message"]
+    assert "NGHIÊM TRỌNG" in body and "export_loi_han.csv" in body and "date_order:due_at>=received_at" in body
+    mail = mails[0].content.decode("utf-8", "replace")
+    assert "kstthc@example.org" in mails[0].rcpt_tos
+    for phone in phones[:50]:  # no personal data in alerts
+        assert phone not in body and phone not in mail
