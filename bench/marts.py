@@ -138,8 +138,9 @@ COPY (
                    CASE WHEN hash(dossier_id) % 2 = 0 THEN TIMESTAMP '{as_of}' - INTERVAL 1 DAY
                         ELSE finished_at END AS finished_at,
                    TIMESTAMP '{as_of}' - INTERVAL (hash(dossier_id) % 5) DAY AS updated_at)
-        FROM latest WHERE received_at >= TIMESTAMP '{as_of}' - INTERVAL 60 DAY AND status NOT IN (1, 3)
-        USING SAMPLE {n_upd} ROWS (reservoir, 7)
+        FROM (SELECT * FROM latest
+              WHERE received_at >= TIMESTAMP '{as_of}' - INTERVAL 60 DAY AND status NOT IN (1, 3))
+        USING SAMPLE {n_upd} ROWS (reservoir, 7)  -- a sample applies before WHERE: filter in a subquery
     ), new AS (  -- new dossiers received in the last days
         SELECT * REPLACE (
                    'BENCH-' || dossier_id AS dossier_id, 4 AS status, NULL::TIMESTAMP AS finished_at,
