@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from transforms.contracts import ENTITY_SOURCE, raw_table
+from transforms.contracts import ENTITY_SOURCE, quarantine_table, raw_table, stg_table
 from transforms.staging import StageResult, stage_raw_file
 from warehouse import store
 from warehouse.ledger import Ledger
@@ -30,7 +30,7 @@ KINDS = {".csv": "csv", ".xlsx": "xlsx", ".json": "json", ".jsonl": "jsonl"}
 AGENCY_COLUMNS = ["agency_code", "agency_name", "level", "parent_code", "valid_from", "valid_to",
                   "successor_code", "legal_basis"]
 AGENCY_LEVELS = {"province", "district", "commune", "department"}
-ROW_GROUP_ROWS = 128_000
+ROW_GROUP_ROWS = 256_000
 
 
 @dataclass
@@ -144,10 +144,10 @@ def _with_lineage(batches: Iterable[pa.RecordBatch], batch_id: str, source_file:
     for b in batches:
         n = b.num_rows
         t = pa.Table.from_batches([b])
-        t = t.append_column("_batch_id", pa.array([batch_id] * n, pa.string()) if n else pa.array([], pa.string()))
-        t = t.append_column("_source_file", pa.array([source_file] * n, pa.string()))
-        t = t.append_column("_ingested_at", pa.array([ingested_at] * n, pa.timestamp("us")))
-        t = t.append_column("_format", pa.array([fmt] * n, pa.string()))
+        t = t.append_column("_batch_id", pa.repeat(pa.scalar(batch_id, pa.string()), n))
+        t = t.append_column("_source_file", pa.repeat(pa.scalar(source_file, pa.string()), n))
+        t = t.append_column("_ingested_at", pa.repeat(pa.scalar(ingested_at, pa.timestamp("us")), n))
+        t = t.append_column("_format", pa.repeat(pa.scalar(fmt, pa.string()), n))
         yield t
 
 
@@ -164,27 +164,64 @@ def raw_schema_with_lineage(source: str, entity: str) -> pa.Schema:
 def ingest_raw(batches: Iterable[pa.RecordBatch], *, warehouse: Path, source: str, entity: str, fmt: str,
                source_file: str, batch_id: str, agencies: Iterable[str], pseudonym_key: bytes,
                ingested_at: datetime | None = None) -> StageResult:
-    """Write raw batches (reader schema) as the raw table's batch file, then stage it. Used by files and pulls."""
+    """Raw batches (reader schema) -> the raw table's batch file and, in the same pass, staging + quarantine.
+
+    Used by files and pulls alike. Chunks of about ROW_GROUP_ROWS rows are written to raw on a second thread
+    while DuckDB types the same chunk, so the data is read once and the two cores both work. All three files are
+    published only when complete; on any error every file of the batch is removed by the caller.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transforms.staging import ChunkStager
+
     ingested_at = ingested_at or datetime.now(UTC).replace(tzinfo=None)
-    writer = store.BatchFileWriter(warehouse, raw_table(source, entity), batch_id,
-                                   raw_schema_with_lineage(source, entity))
+    schema = raw_schema_with_lineage(source, entity)
+    writer = store.BatchFileWriter(warehouse, raw_table(source, entity), batch_id, schema)
+    stager = ChunkStager(warehouse=warehouse, source=source, entity=entity, fmt=fmt, batch_id=batch_id,
+                         agency_codes=sorted(set(agencies)), pseudonym_key=pseudonym_key)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")  # writes keep file order
+    in_flight: list = []
+
+    def write(w, table) -> None:
+        in_flight.append(pool.submit(w.write, table))
+
     try:
-        pending: list[pa.Table] = []
-        pending_rows = 0
-        for t in _with_lineage(batches, batch_id, source_file, ingested_at, fmt):
-            pending.append(t)  # readers hand small blocks; write row groups of about ROW_GROUP_ROWS rows
-            pending_rows += t.num_rows
-            if pending_rows >= ROW_GROUP_ROWS:
-                writer.write(pa.concat_tables(pending))
-                pending, pending_rows = [], 0
-        if pending:
-            writer.write(pa.concat_tables(pending))
+        for chunk in _chunks(_with_lineage(batches, batch_id, source_file, ingested_at, fmt), schema):
+            while in_flight:  # the previous chunk's writes: memory stays at about two chunks
+                in_flight.pop(0).result()
+            write(writer, chunk)
+            stager.add(chunk, write)
+        while in_flight:
+            in_flight.pop(0).result()
         raw_path = writer.close()
+        result = stager.finish(schema.empty_table())
     except BaseException:
+        pool.shutdown(wait=True)
         writer.abort()
+        stager.abort()
         raise
-    return stage_raw_file(raw_path, warehouse=warehouse, source=source, entity=entity, fmt=fmt, batch_id=batch_id,
-                          agency_codes=sorted(set(agencies)), pseudonym_key=pseudonym_key)
+    pool.shutdown(wait=True)
+    if stager.needs_restage:  # an 'x'-marked yes/no column appeared after the first chunk: redo from raw
+        store.remove_batch_files(warehouse, [batch_id], tables=[stg_table(source, entity),
+                                                                 quarantine_table(source, entity)])
+        result = stage_raw_file(raw_path, warehouse=warehouse, source=source, entity=entity, fmt=fmt,
+                                batch_id=batch_id, agency_codes=sorted(set(agencies)),
+                                pseudonym_key=pseudonym_key)
+    return result
+
+
+def _chunks(tables: Iterable[pa.Table], schema: pa.Schema) -> Iterator[pa.Table]:
+    """Readers hand small blocks; regroup them into chunks of about ROW_GROUP_ROWS rows."""
+    pending: list[pa.Table] = []
+    rows = 0
+    for t in tables:
+        pending.append(t)
+        rows += t.num_rows
+        if rows >= ROW_GROUP_ROWS:
+            yield pa.concat_tables(pending).cast(schema)
+            pending, rows = [], 0
+    if pending:
+        yield pa.concat_tables(pending).cast(schema)
 
 
 def recover(warehouse: Path, ledger: Ledger, current_run_id: str | None = None) -> list[str]:

@@ -405,3 +405,116 @@ def stage_raw_file(raw_file: Path, *, warehouse: Path, source: str, entity: str,
         con.close()
     return StageResult(batch_id, rows_raw, rows_staged, rows_q, rules, lo, hi, time.perf_counter() - t0)
 
+
+
+class ChunkStager:
+    """Stages a batch chunk by chunk while its raw file is being written: one pass over the data.
+
+    Each chunk (raw text + lineage, as an Arrow table) is typed by the same SQL as ``stage_raw_file``; passing rows
+    go to the staging file, the others to quarantine. Whether a yes/no column marks yes with 'x' is a property of
+    the whole file; it is read from the first chunk, and if a later chunk shows 'x' in another column the batch is
+    staged again from its complete raw file (``needs_restage``), so the file-level rule always holds.
+    """
+
+    def __init__(self, *, warehouse: Path, source: str, entity: str, fmt: str, batch_id: str,
+                 agency_codes: list[str], pseudonym_key: bytes, memory_limit: str = "1GB"):
+        self.warehouse, self.source, self.entity, self.fmt, self.batch_id = warehouse, source, entity, fmt, batch_id
+        self.con = duckdb.connect()
+        self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        setup_connection(self.con, pseudonym_key)
+        self.con.execute("CREATE TEMP TABLE agencies (agency_code VARCHAR)")
+        if agency_codes:
+            self.con.executemany("INSERT INTO agencies VALUES (?)", [[a] for a in agency_codes])
+        c = contract(stg_table(source, entity))
+        self.bools = [col.name for col in c.columns if col.type == "bool"]
+        self.x_cols: set[str] | None = None
+        self.needs_restage = False
+        self.staged_sql = self.quarantine_sql = ""
+        self.stg_writer: store.BatchFileWriter | None = None
+        self.q_writer: store.BatchFileWriter | None = None
+        self.rows_raw = self.rows_staged = 0
+        self.rules: dict[str, int] = {}
+        self.ts_col = "rated_at" if entity == "ratings" else "updated_at"
+        self.lo = self.hi = None
+        self.t0 = time.perf_counter()
+
+    def _x_in(self, chunk) -> set[str]:
+        import pyarrow.compute as pc
+
+        out = set()
+        for b in self.bools:
+            col = chunk.column(b)
+            if col.null_count < len(col) and pc.any(pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(col)), "x")
+                                                    ).as_py():
+                out.add(b)
+        return out
+
+    def _sql(self, xs: set[str]) -> None:
+        self.staged_sql, _ = staging_select(self.source, self.entity, self.fmt, "raw_chunk", "agencies", xs)
+        _, self.quarantine_sql = staging_select(self.source, self.entity, self.fmt, "raw_chunk", "agencies", xs,
+                                                staged_relation="staged_rows")
+
+    def add(self, chunk, write=None) -> None:
+        """Stage one chunk; ``write(writer, table)`` does the Parquet writes (the ingest hands them to its writer
+        thread, so encoding overlaps with typing the next chunk); by default they happen here."""
+        import pyarrow.compute as pc
+
+        write = write or (lambda w, t: w.write(t))
+
+        xs = self._x_in(chunk)
+        if self.x_cols is None:
+            self.x_cols = xs
+            self._sql(xs)
+        elif not xs <= self.x_cols:
+            self.needs_restage = True
+        self.rows_raw += chunk.num_rows
+        self.con.register("raw_chunk", chunk)
+        try:
+            staged = self.con.sql(self.staged_sql).to_arrow_table()
+            if self.stg_writer is None:
+                self.stg_writer = store.BatchFileWriter(self.warehouse, stg_table(self.source, self.entity),
+                                                        self.batch_id, staged.schema)
+            write(self.stg_writer, staged)
+            self.rows_staged += staged.num_rows
+            if staged.num_rows:
+                mm = pc.min_max(staged.column(self.ts_col))
+                lo, hi = mm["min"].as_py(), mm["max"].as_py()
+                self.lo = lo if self.lo is None or (lo is not None and lo < self.lo) else self.lo
+                self.hi = hi if self.hi is None or (hi is not None and hi > self.hi) else self.hi
+            if staged.num_rows < chunk.num_rows:
+                self.con.register("staged_rows", staged.select(["_source_row"]))
+                q = self.con.sql(self.quarantine_sql).to_arrow_table()
+                self.con.unregister("staged_rows")
+                if self.q_writer is None:
+                    self.q_writer = store.BatchFileWriter(self.warehouse,
+                                                          quarantine_table(self.source, self.entity),
+                                                          self.batch_id, q.schema)
+                write(self.q_writer, q)
+                for r, n in zip(*pc.value_counts(q.column("_rule")).flatten(), strict=True):
+                    self.rules[r.as_py()] = self.rules.get(r.as_py(), 0) + n.as_py()
+        finally:
+            self.con.unregister("raw_chunk")
+
+    def finish(self, empty_raw) -> StageResult:
+        """Publish staging (and quarantine, when any) atomically; ``empty_raw``: a 0-row raw table for the schema."""
+        if self.stg_writer is None:  # no rows at all: an empty staging file still records the batch
+            if self.x_cols is None:
+                self._sql(set())
+            self.con.register("raw_chunk", empty_raw)
+            schema = self.con.sql(self.staged_sql).to_arrow_table().schema
+            self.con.unregister("raw_chunk")
+            self.stg_writer = store.BatchFileWriter(self.warehouse, stg_table(self.source, self.entity),
+                                                    self.batch_id, schema)
+        self.stg_writer.close()
+        if self.q_writer is not None:
+            self.q_writer.close()
+        self.con.close()
+        rows_q = sum(self.rules.values())
+        return StageResult(self.batch_id, self.rows_raw, self.rows_staged, rows_q, dict(self.rules), self.lo,
+                           self.hi, time.perf_counter() - self.t0)
+
+    def abort(self) -> None:
+        for w in (self.stg_writer, self.q_writer):
+            if w is not None:
+                w.abort()
+        self.con.close()

@@ -145,15 +145,17 @@ def copy_query_to_table(con, sql: str, warehouse: Path, table: str, name: str = 
     return table_dir(warehouse, table) / f"{name}.parquet"
 
 
-def remove_batch_files(warehouse: Path, batch_ids: Iterable[str]) -> list[Path]:
-    """Delete files of batches that never completed (crash recovery) and stale temp files."""
+def remove_batch_files(warehouse: Path, batch_ids: Iterable[str], tables: Iterable[str] | None = None) -> list[Path]:
+    """Delete files of batches that never completed (crash recovery) and stale temp files (of ``tables`` only,
+    when given)."""
     ids = set(batch_ids)
+    only = set(tables) if tables is not None else None
     removed: list[Path] = []
     root = Path(warehouse)
     if not root.is_dir():
         return removed
     for d in root.iterdir():
-        if not d.is_dir() or d.name.startswith(("_", ".")):
+        if not d.is_dir() or d.name.startswith(("_", ".")) or (only is not None and d.name not in only):
             continue
         for f in d.iterdir():
             if f.name.startswith(".") and f.name.endswith(".tmp"):
