@@ -25,6 +25,7 @@ from transforms.contracts import stg_table
 from tthc.settings import Settings, get_settings
 from warehouse.ledger import Ledger
 from warehouse.lock import warehouse_lock
+from warehouse.store import validation
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -93,8 +94,9 @@ def gate_task(warehouse: Path, source: str, entity: str, batch_id: str, ledger_u
 
 @task(name="build-core-and-marts", cache_policy=NONE)
 def build_task(warehouse: Path, settings: Settings, as_of: date, new_batches: list[tuple[str, str, str]],
-               full_rebuild: bool) -> dict:
-    from transforms import core, marts, plan
+               full_rebuild: bool, run_id: str | None = None) -> dict:
+    from transforms import plan
+    from transforms.quality.tables import ContractViolation
 
     log = get_run_logger()
     agencies = settings.resolved_agencies_path
@@ -104,6 +106,34 @@ def build_task(warehouse: Path, settings: Settings, as_of: date, new_batches: li
         log.info("core and marts unchanged: %s", p.reason)
         return {"rebuild": "skip", "reason": p.reason}
     progress.report("core+marts", 0, 2, p.reason)
+    ledger = Ledger(settings.resolved_ledger_url)
+    try:
+        with validation(_contract_checks(warehouse, settings, run_id, ledger)):
+            return _build(warehouse, settings, as_of, p, digest, agencies, log)
+    except ContractViolation as exc:  # that table and the marts were not published; the previous ones stay
+        log.error("%s", exc)
+        return {"rebuild": "failed", "reason": str(exc), "contract_violation": str(exc)}
+    finally:
+        ledger.dispose()
+
+
+def _contract_checks(warehouse: Path, settings: Settings, run_id: str | None, ledger: Ledger):
+    """Every core_ and mart_ table that has a contract is checked before it replaces the published one."""
+    from transforms.quality.tables import validator
+
+    suites = Path(__file__).resolve().parent.parent / "expectations" / "suites"
+
+    def factory(table: str):
+        if table.startswith(("core_", "mart_")) and (suites / f"{table}.json").exists():
+            return validator(table, ledger=ledger, run_id=run_id, warehouse=warehouse, settings=settings)
+        return None
+
+    return factory
+
+
+def _build(warehouse: Path, settings: Settings, as_of: date, p, digest, agencies, log) -> dict:
+    from transforms import core, marts, plan
+
     if p.mode == "full":
         core_rows = core.build_core(warehouse, agencies, extra_days_off=settings.resolved_extra_days_off_path)
     else:  # only the staged batches core has not seen; falls back to a full build when it must
@@ -206,13 +236,15 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
         held = [g for g in gate_results if not g.passed]
 
         # 4. core and marts, only from batches that passed
-        build = build_task(wh, settings, as_of, passed, full_rebuild)
+        build = build_task(wh, settings, as_of, passed, full_rebuild, run_id)
         mart_dq.build(wh)
 
         # 5. reports, artifacts, alerts
         rejected = ([{"file": o.rel, "message": o.error} for o in outcomes if o.status in ("rejected", "failed")]
                     + [{"file": f"pull {p.source}/{p.entity} ({p.kind})", "message": p.error}
-                       for p in pulls if p.status == "failed"])
+                       for p in pulls if p.status == "failed"]
+                    + ([{"file": "core/marts", "message": build["contract_violation"]}]
+                       if build.get("contract_violation") else []))
         reports = build_reports(wh, run_id, gate_results, rejected=rejected)
         summary = ingest.summarize(outcomes)
         summary.update({"batches_passed": len(passed), "batches_held": len(held),
@@ -230,6 +262,7 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
         notify(settings, reports["summary"])
         problems = ([o.error or o.rel for o in outcomes if o.status in ("rejected", "failed")]
                     + [g.summary_line() for g in held]
+                    + ([build["contract_violation"]] if build.get("contract_violation") else [])
                     + [p.error or p.source for p in pulls if p.status in ("failed", "gate_failed")])
         ledger.finish_run(run_id, "failed" if problems else "completed",
                           {**summary, "as_of": str(as_of), "build": build})

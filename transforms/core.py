@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from transforms.calendar import FIRST_YEAR, LAST_YEAR, get_calendar
-from warehouse.store import copy_query_to_table, table_dir, table_exists, table_files, table_glob
+from warehouse.store import copy_query_to_table, table_dir, table_exists, table_files, table_glob, validator_for
 
 EXPECTATIONS = Path(__file__).resolve().parent.parent / "expectations" / "tables"
 
@@ -425,6 +425,9 @@ def _write_dossier_parts(con, wh: Path, sql: str, parts: set[str] | None) -> int
             new["p000000-0.parquet"] = empty / "x.parquet"
         old = table_files(wh, DOSSIERS)
         drop = [f for f in old if f.name not in new and (parts is None or _part_of(f) in parts)]
+        hook = validator_for(DOSSIERS)
+        if hook is not None:  # the whole table as it will be: new parts plus the parts kept
+            hook(list(new.values()) + [f for f in old if f not in drop and f.name not in new])
         _set_meta_state(wh, "swapping")
         for name, f in new.items():
             os.chmod(f, 0o644)

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from transforms.calendar import PERIOD_BASES, periods_between
 from transforms.core import duck, make_agency_chain
-from warehouse.store import table_exists, table_glob, write_table
+from warehouse.store import table_exists, table_glob, write_tables
 
 MART_KPI = "mart_kpi__agency_period"
 MART_766 = "mart_766__agency_period"
@@ -569,13 +569,15 @@ def publish_marts(wh: Path, tables: dict[str, pa.Table], periods: set[str] | Non
     keys = {MART_KPI: KPI_KEYS, MART_766: I766_KEYS, MART_F06: F06_KEYS}
     final = {name: _merge(wh, name, t, periods, keys[name]) for name, t in tables.items()}
     check_form06(final[MART_F06])
+    changed = {}
     for name, t in final.items():
         path = table_dir_file(wh, name)
         if path.exists():
             old = pq.read_table(path)
             if old.schema.equals(t.schema) and old.equals(t):
                 continue
-        write_table(wh, name, t)
+        changed[name] = t
+    write_tables(wh, changed)  # validated against their contracts, then swapped in together
     return {name: t.num_rows for name, t in final.items()}
 
 

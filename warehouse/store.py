@@ -15,6 +15,7 @@ import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +24,26 @@ import pyarrow.parquet as pq
 PARQUET_GLOB = "[!.]*.parquet"
 # owner-only permissions for layers that hold personal data (raw_, quarantine_)
 PRIVATE_PREFIXES = ("raw_", "quarantine_")
+
+
+# Contract checks of rebuilt tables: while a ``validation(factory)`` block is active, every table write asks
+# ``factory(table)`` for a hook and runs it on the file written aside, before it replaces the published one.
+Validator = Callable[[Path | list[Path]], None]
+_VALIDATION: ContextVar[Callable[[str], Validator | None] | None] = ContextVar("tthc_validation", default=None)
+
+
+@contextmanager
+def validation(factory: Callable[[str], Validator | None]) -> Iterator[None]:
+    token = _VALIDATION.set(factory)
+    try:
+        yield
+    finally:
+        _VALIDATION.reset(token)
+
+
+def validator_for(table: str) -> Validator | None:
+    factory = _VALIDATION.get()
+    return factory(table) if factory is not None else None
 
 
 def table_dir(warehouse: Path, table: str) -> Path:
@@ -127,6 +148,7 @@ def _atomic_file(warehouse: Path, table: str, name: str) -> Iterator[Path]:
 def write_table(warehouse: Path, table: str, data: pa.Table, name: str = "data",
                 validate: Callable[[Path], None] | None = None) -> Path:
     """Write ``data`` as ``<table>/<name>.parquet`` atomically: write aside, validate, then swap in."""
+    validate = validate or validator_for(table)
     with _atomic_file(warehouse, table, name) as tmp:
         pq.write_table(data, tmp, compression="zstd")
         if validate is not None:
@@ -134,10 +156,35 @@ def write_table(warehouse: Path, table: str, data: pa.Table, name: str = "data",
     return table_dir(warehouse, table) / f"{name}.parquet"
 
 
+def write_tables(warehouse: Path, tables: dict[str, pa.Table], name: str = "data") -> None:
+    """Write several tables aside, validate every one, then swap them in: a contract failure in any of them
+    publishes none (the marts of one build move together)."""
+    staged: list[tuple[Path, Path, bool]] = []
+    try:
+        for table, data in tables.items():
+            private = is_private(table)
+            d = table_dir(warehouse, table)
+            _ensure_dir(d, private)
+            final = d / f"{name}.parquet"
+            tmp = _tmp_path(final)
+            staged.append((tmp, final, private))
+            pq.write_table(data, tmp, compression="zstd")
+            hook = validator_for(table)
+            if hook is not None:
+                hook(tmp)
+    except BaseException:
+        for tmp, _final, _p in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, final, private in staged:
+        _publish(tmp, final, private)
+
+
 def copy_query_to_table(con, sql: str, warehouse: Path, table: str, name: str = "data",
                         params: list | dict | None = None,
                         validate: Callable[[Path], None] | None = None) -> Path:
     """Run a DuckDB query and publish its result as ``<table>/<name>.parquet`` atomically (no pandas hop)."""
+    validate = validate or validator_for(table)
     with _atomic_file(warehouse, table, name) as tmp:
         con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)", params)
         if validate is not None:

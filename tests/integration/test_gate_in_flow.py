@@ -94,3 +94,28 @@ def test_critical_failure_holds_the_batch_keeps_marts_and_alerts(prefect_harness
     assert "kstthc@example.org" in mails[0].rcpt_tos
     for phone in phones[:50]:  # no personal data in alerts
         assert phone not in body and phone not in mail
+
+
+def test_a_mart_breaking_its_contract_is_not_published(prefect_harness, tmp_path, monkeypatch, webhook):
+    """A targets file with a rate target of 1.5 makes mart_kpi__agency_period break its contract: none of the
+    night's marts is published, the previous ones stay, the run fails and says why."""
+    from flows.nightly import nightly
+
+    hport, hooks = webhook
+    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
+    generate_inbox(inbox, seed=12, scale=0.2)
+    monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "k")
+    monkeypatch.setenv("TTHC_ALERT_URLS", f"json://127.0.0.1:{hport}/dq")
+    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
+        monkeypatch.delenv(k, raising=False)
+    assert nightly(inbox=str(inbox), warehouse=str(wh), as_of=date(2025, 11, 30), return_state=True).is_completed()
+    before = _marts(wh)
+    hooks.clear()
+    targets = tmp_path / "targets.csv"
+    targets.write_text("year,agency_code,kpi_code,target\n2023,,on_time_rate,1.5\n", encoding="utf-8")
+    monkeypatch.setenv("TTHC_TARGETS_PATH", str(targets))
+    state = nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True)
+    assert state.is_failed()
+    assert "mart_kpi__agency_period" in state.message and "contract violated" in state.message
+    assert _marts(wh) == before
+    assert len(hooks) == 1 and "mart_kpi__agency_period" in hooks[0]["json"]["message"]
