@@ -4,7 +4,8 @@ Layout: every table is a folder named after the table under the warehouse root.
 - Append-only layers (raw_, stg_, quarantine_): one file per batch, ``<table>/<batch_id>.parquet``. A batch
   file is written aside under a dot-name and renamed into place, so a reader sees a batch whole or not at all.
 - Rebuilt tables (core_, mart_): one file, ``<table>/data.parquet``, replaced with ``os.replace`` after the new
-  file is complete and validated; readers see the old table or the new one, never half of either.
+  file is complete and validated; readers see the old table or the new one, never half of either
+  (``core_dossiers`` is split by month, see transforms/core.py).
 Files whose names start with ``.`` are work in progress and are never read (globs use ``[!.]*.parquet``).
 """
 
