@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     @field_validator("warehouse", "inbox", mode="after")
     @classmethod
     def _expand(cls, v: Path) -> Path:
-        return v.expanduser()
+        return v.expanduser().absolute()  # reports and Data Docs need absolute paths; cwd may change
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -14,7 +14,7 @@ from rich.table import Table
 from tthc.cli import app
 from tthc.settings import get_settings
 
-console = Console(stderr=False)
+console = Console(stderr=False, width=None if Console().is_terminal else 160)
 
 
 def _parse_date(s: str | None) -> date | None:
@@ -28,17 +28,17 @@ def _parse_date(s: str | None) -> date | None:
 
 def _batch_table(rows: list[dict], title: str) -> Table:
     t = Table(title=title, show_lines=False)
-    for col in ("batch", "file", "status", "raw", "staged", "quar.", "started (UTC)", "note"):
+    for col in ("file", "status", "raw", "staged", "quar.", "batch", "note"):
         t.add_column(col, overflow="fold")
     for r in rows:
         note = r.get("error") or ""
         if not note and r.get("unknown_columns") and r["unknown_columns"] != "[]":
             note = "unknown columns: " + ", ".join(json.loads(r["unknown_columns"]))
         style = {"rejected": "red", "failed": "red", "gate_failed": "red"}.get(r.get("status"), None)
-        t.add_row(r["batch_id"], r.get("path") or "", r.get("status") or "",
+        t.add_row(r.get("path") or "", r.get("status") or "",
                   *(str(r.get(k)) if r.get(k) is not None else "" for k in ("rows_raw", "rows_staged",
                                                                              "rows_quarantined")),
-                  f"{r['started_at']:%Y-%m-%d %H:%M:%S}" if r.get("started_at") else "", note, style=style)
+                  r["batch_id"], note, style=style)
     return t
 
 
