@@ -83,7 +83,7 @@ def test_priority_override_then_env_then_toml(monkeypatch, tmp_path):
     assert s.warehouse == tmp_path / "cli_wh"
     assert s.freshness_lag_days == 6  # env beats TOML
     assert s.pull_page_size == 11  # TOML beats the default
-    assert s.inbox == Path("inbox")  # an explicit None means "not given": the default stays
+    assert s.inbox == Path("inbox").absolute()  # an explicit None means "not given": the default stays (absolute)
 
 
 def test_pseudonym_key_from_env_wins_over_file(monkeypatch, tmp_path):

@@ -28,7 +28,7 @@ def _parse_date(s: str | None) -> date | None:
 
 def _batch_table(rows: list[dict], title: str) -> Table:
     t = Table(title=title, show_lines=False)
-    for col in ("file", "status", "raw", "staged", "quar.", "batch", "note"):
+    for col in ("file", "status", "raw", "staged", "quar.", "batch", "started (UTC)", "note"):
         t.add_column(col, overflow="fold")
     for r in rows:
         note = r.get("error") or ""
@@ -38,7 +38,8 @@ def _batch_table(rows: list[dict], title: str) -> Table:
         t.add_row(r.get("path") or "", r.get("status") or "",
                   *(str(r.get(k)) if r.get(k) is not None else "" for k in ("rows_raw", "rows_staged",
                                                                              "rows_quarantined")),
-                  r["batch_id"], note, style=style)
+                  r["batch_id"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}" if r.get("started_at") else "", note,
+                  style=style)
     return t
 
 
