@@ -83,6 +83,22 @@ def _gx_sample(con, path: Path, suite: dict, types: dict, failed: list[dict], id
     return gx_runner, df
 
 
+def _validity(settings) -> dict | None:
+    """agency -> (valid_from, valid_to) from the agencies file the settings name, when there is one."""
+    import csv
+    from datetime import date as _date
+
+    path = getattr(settings, "resolved_agencies_path", None) if settings is not None else None
+    if path is None or not Path(path).exists():
+        return None
+    out = {}
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        for r in csv.DictReader(fh):
+            f, t = (r.get("valid_from") or "").strip(), (r.get("valid_to") or "").strip()
+            out[r["agency_code"].strip()] = (_date.fromisoformat(f) if f else None, _date.fromisoformat(t) if t else None)
+    return out
+
+
 def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_id=None, settings=None,
                 as_of: date | None = None) -> GateResult:
     warehouse = Path(warehouse)
@@ -127,7 +143,7 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
         results += history.schema_drift(prev["path"] if prev else None, path, prev_profile, profile, label)
         results += history.null_share_jump(prev_profile, profile, label, th, prev["batch_id"] if prev else None)
         results += history.freshness(table, profile, day, th, label)
-        results += history.volume(con, table, path, earlier, profile, th, label)
+        results += history.volume(con, table, path, earlier, profile, th, label, _validity(settings))
         t1 = time.perf_counter()
         # GX checkpoint on a narrow bounded sample
         gx_seconds = 0.0

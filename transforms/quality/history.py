@@ -133,7 +133,10 @@ def freshness(table: str, profile: dict, as_of: date, th: Thresholds, label: str
 
 
 def volume(con, table: str, path: Path, history: list[dict], profile: dict, th: Thresholds,
-           label: str) -> list[CheckResult]:
+           label: str, validity: dict | None = None) -> list[CheckResult]:
+    """Rows per covered day per agency against the trailing batches. ``validity``: agency -> (valid_from,
+    valid_to) dates from agencies.csv; an agency not valid during this batch's window (an old commune after the
+    2025 merger) is not expected to send anything."""
     if "updated_at" not in profile["types"]:
         return []
     trail = history[-th.volume_history_batches:]
@@ -172,6 +175,10 @@ def volume(con, table: str, path: Path, history: list[dict], profile: dict, th: 
     out = []
     cur_days = days.get(cur_id, 1)
     for a in agencies:
+        if validity and a in validity and cur_lo is not None and cur_hi is not None:
+            v_from, v_to = validity[a]
+            if (v_to is not None and v_to < cur_lo.date()) or (v_from is not None and v_from > cur_hi.date()):
+                continue
         rates = [counts.get((b, a), 0) / days[b] for b in hist_ids]
         # an agency only counts as "usually sending" if it appears in most trailing batches
         if sum(1 for r in rates if r > 0) < th.volume_min_history:

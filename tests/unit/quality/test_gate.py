@@ -187,3 +187,16 @@ def test_gx_checkpoint_agrees_with_duckdb(tmp_path):
         assert gx["exception"] is None, (r.name, gx)
         assert gx["success"] == r.success, (r.name, gx, r.success)
     assert _failed(g)["code_in_list:status"].observed["gx_sample"]["unexpected_count"] == 30
+
+
+def test_volume_ignores_an_agency_not_valid_in_the_batch_window(tmp_path):
+    """An old commune that ended before this export's window (the 2025 merger) is not a volume collapse."""
+    _history(tmp_path, n=4, rows=500)
+    b = write_dossier_batch(tmp_path, 500, end=AS_OF, seed=7,
+                            overrides={"agency_code": "'H19.' || (26291 + (hash(i, 7) % 4))::VARCHAR"})
+    agencies = tmp_path / "agencies.csv"
+    agencies.write_text("agency_code,agency_name,level,parent_code,valid_from,valid_to\n"
+                        "H19.26290,Xã cũ,commune,,2023-01-01,2024-06-30\n", encoding="utf-8")
+    s = SimpleNamespace(**vars(NO_GX), resolved_agencies_path=agencies)
+    g = check_batch(tmp_path, DOSSIERS, b, settings=s, as_of=AS_OF)
+    assert "volume:H19.26290" not in _failed(g)
