@@ -53,6 +53,21 @@ YES = ["có", "co", "x", "1", "true", "yes", "y", "đúng", "1.0"]
 NO = ["không", "khong", "0", "false", "no", "n", "sai", "0.0"]
 
 
+# What DuckDB's trim() removes from both ends: exactly the Unicode space separators (category Zs); not tab or
+# line breaks. trim_for_staging does the same in Arrow (measured: ~3x cheaper than trimming in the SQL).
+ZS_CHARS = " \u00a0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200B)) + "\u202f\u205f\u3000"
+TRIMMED = "__s_"
+
+
+def trim_for_staging(table, columns: list[str]):
+    """``table`` plus ``__s_<col>``: each of ``columns`` trimmed of Zs characters (what ``pretrimmed`` reads)."""
+    import pyarrow.compute as pc
+
+    for c in columns:
+        table = table.append_column(TRIMMED + c, pc.utf8_trim(table.column(c), ZS_CHARS))
+    return table
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -256,13 +271,15 @@ def _t(name: str) -> str:
 
 def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agencies_relation: str,
                    x_columns: set[str] = frozenset(), with_pseudonyms: bool = True,
-                   staged_relation: str | None = None) -> tuple[str, str]:
+                   staged_relation: str | None = None, pretrimmed: bool = False) -> tuple[str, str]:
     """SQL for (staged rows, quarantined rows) of one raw batch.
 
     Three layers, each value computed once per row: ``__v_<col>`` the trimmed text of every raw column,
     ``__t_<col>`` the typed value of every contract column, ``__rule`` the index of the first row rule broken.
     With ``staged_relation`` (the staged file already written), the quarantine query looks only at the rows
-    missing from it, so a clean file is typed once, not twice.
+    missing from it, so a clean file is typed once, not twice. With ``pretrimmed``, the relation also holds
+    ``__s_<col>``, each raw column already trimmed as DuckDB's ``trim`` would (``trim_for_staging``), and those
+    are used instead of trimming in SQL; the raw columns themselves stay as they were for quarantine.
     """
     c = contract(stg_table(source, entity))
     overrides = _sync_dossier_overrides(fmt) if entity == "dossiers" else {}
@@ -311,7 +328,10 @@ def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agenci
             ordered.append((rule, header, pred, value, msg))
 
     raw_cols = raw_columns(entity)
-    layer_v = ", ".join(f"NULLIF(trim({_q(rc)}), '') AS {_v(rc)}" for rc in raw_cols)
+    if pretrimmed:
+        layer_v = ", ".join(f"NULLIF({_q(TRIMMED + rc)}, '') AS {_v(rc)}" for rc in raw_cols)
+    else:
+        layer_v = ", ".join(f"NULLIF(trim({_q(rc)}), '') AS {_v(rc)}" for rc in raw_cols)
     layer_t = ", ".join(f"{x.expr} AS {_t(x.name)}" for x in cols)
     rule_idx = "CASE " + " ".join(f"WHEN {p} THEN {i}" for i, (_r, _h, p, _v2, _m) in enumerate(ordered, 1)) + " END"
     values = "CASE __rule " + " ".join(f"WHEN {i} THEN CAST({v} AS VARCHAR)"
@@ -427,6 +447,7 @@ class ChunkStager:
             self.con.executemany("INSERT INTO agencies VALUES (?)", [[a] for a in agency_codes])
         c = contract(stg_table(source, entity))
         self.bools = [col.name for col in c.columns if col.type == "bool"]
+        self.raw_cols = raw_columns(entity)
         self.x_cols: set[str] | None = None
         self.needs_restage = False
         self.staged_sql = self.quarantine_sql = ""
@@ -450,9 +471,10 @@ class ChunkStager:
         return out
 
     def _sql(self, xs: set[str]) -> None:
-        self.staged_sql, _ = staging_select(self.source, self.entity, self.fmt, "raw_chunk", "agencies", xs)
+        self.staged_sql, _ = staging_select(self.source, self.entity, self.fmt, "raw_chunk", "agencies", xs,
+                                            pretrimmed=True)
         _, self.quarantine_sql = staging_select(self.source, self.entity, self.fmt, "raw_chunk", "agencies", xs,
-                                                staged_relation="staged_rows")
+                                                staged_relation="staged_rows", pretrimmed=True)
 
     def add(self, chunk, write=None) -> None:
         """Stage one chunk; ``write(writer, table)`` does the Parquet writes (the ingest hands them to its writer
@@ -468,7 +490,7 @@ class ChunkStager:
         elif not xs <= self.x_cols:
             self.needs_restage = True
         self.rows_raw += chunk.num_rows
-        self.con.register("raw_chunk", chunk)
+        self.con.register("raw_chunk", trim_for_staging(chunk, self.raw_cols))
         try:
             staged = self.con.sql(self.staged_sql).to_arrow_table()
             if self.stg_writer is None:
@@ -500,7 +522,7 @@ class ChunkStager:
         if self.stg_writer is None:  # no rows at all: an empty staging file still records the batch
             if self.x_cols is None:
                 self._sql(set())
-            self.con.register("raw_chunk", empty_raw)
+            self.con.register("raw_chunk", trim_for_staging(empty_raw, self.raw_cols))
             schema = self.con.sql(self.staged_sql).to_arrow_table().schema
             self.con.unregister("raw_chunk")
             self.stg_writer = store.BatchFileWriter(self.warehouse, stg_table(self.source, self.entity),
