@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     one_stop_url: str | None = None
     one_stop_token: SecretStr | None = None
     one_stop_db_url: str | None = None
+    one_stop_db_table: str | None = None  # default: the reference schema's HoSos (transforms/mappings/onestop_sql.yaml)
+    one_stop_db_schema: str | None = None
+    one_stop_db_columns: dict[str, str] = {}  # canonical -> column, e.g. {"updated_at": "LastModified"} (JSON in env)
+    one_stop_db_chunk_rows: int = 5000
     pull_overlap_minutes: int = 60
     pull_page_size: int = 500
 

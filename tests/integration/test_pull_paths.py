@@ -155,13 +155,13 @@ def test_failed_gate_and_crash_before_commit_re_pull_the_same_window(tmp_path, r
         assert failed.status == "gate_failed" and not failed.committed
         assert ledger.get_watermark("one_stop", "dossiers") is None
 
-        # killed after the raw file is written, before staging completes
-        import transforms.ingest as ing
+        # killed after the raw file is written, before staging is published
+        from transforms.staging import ChunkStager
 
         def killed(*a, **k):
             raise SystemExit("killed")
 
-        monkeypatch.setattr(ing, "stage_raw_file", killed)
+        monkeypatch.setattr(ChunkStager, "finish", killed)
         with pytest.raises(SystemExit):
             _pull(spec, wh, ledger)
         monkeypatch.undo()

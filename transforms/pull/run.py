@@ -97,7 +97,7 @@ def describe_source(spec: PullSpec, window: Window) -> str:
         from transforms.pull.sql import OneStopSqlSettings
 
         url = sa.engine.make_url(spec.db_url).render_as_string(hide_password=True) if spec.db_url else "?"
-        cfg = OneStopSqlSettings()
+        cfg = OneStopSqlSettings.from_settings()
         table = f"{cfg.db_schema}.{cfg.table}" if cfg.db_schema else cfg.table
         return (f"sql:{url}#{table}?updated_from={format_param(window.window_from)}"
                 f"&updated_to={format_param(window.window_to)}")

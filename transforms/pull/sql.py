@@ -21,8 +21,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.pool import NullPool
 
 from transforms.pull.http import PullError
@@ -40,18 +39,27 @@ def reference_mapping() -> tuple[str, dict[str, str]]:
     return doc.get("table", "HoSos"), dict(doc["entities"]["dossiers"])
 
 
-class OneStopSqlSettings(BaseSettings):
-    """Where the dossiers live in the replica. Env: ``TTHC_ONE_STOP_DB_TABLE``, ``TTHC_ONE_STOP_DB_SCHEMA``,
-    ``TTHC_ONE_STOP_DB_COLUMNS`` (JSON object canonical -> column, overriding only the names given),
-    ``TTHC_ONE_STOP_DB_CHUNK_ROWS``. The URL itself is ``TTHC_ONE_STOP_DB_URL`` (tthc.settings)."""
-
-    model_config = SettingsConfigDict(env_prefix="TTHC_ONE_STOP_DB_", extra="ignore", populate_by_name=True)
+class OneStopSqlSettings(BaseModel):
+    """Where the dossiers live in the replica: table, schema, column names (canonical -> real, overriding only the
+    names given) and chunk size. Read from the project's settings object (``from_settings``): env
+    ``TTHC_ONE_STOP_DB_TABLE``, ``TTHC_ONE_STOP_DB_SCHEMA``, ``TTHC_ONE_STOP_DB_COLUMNS`` (JSON),
+    ``TTHC_ONE_STOP_DB_CHUNK_ROWS`` or the TOML file; the URL itself is ``TTHC_ONE_STOP_DB_URL``."""
 
     table: str = Field(default_factory=lambda: reference_mapping()[0])
-    db_schema: str | None = Field(default=None,
-                                  validation_alias=AliasChoices("TTHC_ONE_STOP_DB_SCHEMA", "db_schema"))
+    db_schema: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
     chunk_rows: int = 5000
+
+    @classmethod
+    def from_settings(cls, settings=None) -> OneStopSqlSettings:
+        from tthc.settings import get_settings
+
+        s = settings or get_settings()
+        values = {"db_schema": s.one_stop_db_schema, "columns": s.one_stop_db_columns,
+                  "chunk_rows": s.one_stop_db_chunk_rows}
+        if s.one_stop_db_table:
+            values["table"] = s.one_stop_db_table
+        return cls(**values)
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -128,7 +136,7 @@ def pull_sql_dossiers(db_url: str | None, window_from: datetime, window_to: date
                       engine: sa.Engine | None = None) -> Iterator[list[dict]]:
     """Yield the dossiers updated in ``[window_from, window_to)`` in chunks of dicts (text values)."""
     window = Window(window_from, window_to)
-    config = config or OneStopSqlSettings()
+    config = config or OneStopSqlSettings.from_settings()
     chunk_rows = chunk_rows or config.chunk_rows
     columns = config.column_map()
     own_engine = engine is None

@@ -138,14 +138,14 @@ def test_renamed_table_and_columns_through_settings(tmp_path, dossiers, monkeypa
         c.exec_driver_sql('ALTER TABLE tbl_hoso DROP COLUMN "DiaChi"')
     monkeypatch.setenv("TTHC_ONE_STOP_DB_TABLE", "tbl_hoso")
     monkeypatch.setenv("TTHC_ONE_STOP_DB_COLUMNS", '{"updated_at": "LastModified"}')
-    cfg = OneStopSqlSettings()
+    cfg = OneStopSqlSettings.from_settings()
     _, rows = _pull(eng, cfg, START, FAR)
     assert len(rows) == 40
     assert all(r["NgayCapNhat"] for r in rows) and all(r["DiaChi"] is None for r in rows)
     # without the override the required column is missing, and the error names it
     monkeypatch.delenv("TTHC_ONE_STOP_DB_COLUMNS")
     with pytest.raises(PullError, match="NgayCapNhat.*TTHC_ONE_STOP_DB_COLUMNS"):
-        _pull(eng, OneStopSqlSettings(), START, FAR)
+        _pull(eng, OneStopSqlSettings.from_settings(), START, FAR)
     eng.dispose()
 
 
