@@ -318,8 +318,164 @@ def _dossier_counters(con, D: str, R: str, as_of: date, explain: bool = False) -
     """)
     if explain:
         return
+    _dossier_agg(con, bases)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The dossier counters without one row per (dossier, period) pair per dossier:
+# 1. every date a pair compares with E or with period_start - 1 (received, end, flat supplement dates, payment,
+#    linked feedback) is replaced by its ceiling in the set of those cut dates (all E and period_start - 1 of the
+#    period table): x <= c and x > c give the same answer for x and its ceiling for every cut c, so each pair's
+#    flags are unchanged (the due date, compared as due >= E, by its floor: x >= c iff floor(x) >= c). The comparisons between two dates of the same dossier (end vs due, pausing
+#    request vs due) are taken on the real dates first. JSON supplement lists and rating intervals stay as they are.
+# 2. dossiers equal on every (ceiled) input collapse into one row with a weight n, and only those rows are
+#    expanded into (row, period) pairs.
+# 3. the counters split by what they need: received-in-P counters need only the period holding the received date,
+#    resolved-in-P counters only the one holding the end date; only the population and timeliness counters (pop,
+#    classes, dissatisfied) need every period a dossier is alive in. carried = pop - recv, in_prog = pop - resolved.
+# ---------------------------------------------------------------------------------------------------------------
+def _ceil_sql(x: str, alias: str, floor: bool = False) -> tuple[str, str]:
+    """(join, expression): the date column ``x`` replaced by its ceiling among the cut dates (see above), or with
+    ``floor`` by its floor (the due date, only ever compared as due >= E: x >= c iff floor(x) >= c)."""
+    if floor:
+        return (f" LEFT JOIN qday {alias} ON {alias}.day = {x}",
+                f"CASE WHEN {x} IS NULL THEN NULL WHEN {x} < (SELECT c0 FROM qbounds) THEN DATE '0001-01-01' "
+                f"WHEN {x} >= (SELECT c1 FROM qbounds) THEN (SELECT c1 FROM qbounds) ELSE {alias}.flo END")
+    return (f" LEFT JOIN qday {alias} ON {alias}.day = {x}",
+            f"CASE WHEN {x} IS NULL THEN NULL WHEN {x} <= (SELECT c0 FROM qbounds) THEN (SELECT c0 FROM qbounds) "
+            f"WHEN {x} > (SELECT c1 FROM qbounds) THEN DATE '9999-12-31' ELSE {alias}.rep END")
+
+
+def _dossier_agg(con, bases: str) -> None:
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE qcuts AS
+        SELECT DISTINCT c FROM (SELECT e AS c FROM periods UNION ALL SELECT period_start - 1 FROM periods)
+    """)
+    con.execute("CREATE OR REPLACE TEMP TABLE qbounds AS SELECT min(c) AS c0, max(c) AS c1 FROM qcuts")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE qday AS
+        WITH d AS (SELECT CAST(unnest(range(CAST(c0 AS TIMESTAMP), CAST(c1 AS TIMESTAMP) + INTERVAL 1 DAY,
+                                            INTERVAL 1 DAY)) AS DATE) AS day FROM qbounds WHERE c0 IS NOT NULL)
+        SELECT d.day, min(q.c) FILTER (q.c >= d.day) AS rep, max(q.c) FILTER (q.c <= d.day) AS flo
+        FROM d CROSS JOIN qcuts q GROUP BY d.day
+    """)
+    joins, cols = [], {}
+    for name, x in [("rd", "d.rd"), ("ed", "d.ed"), ("due", "d.due"), ("sq", "d.sq"), ("sr", "d.sr"),
+                    ("paid", "d.paid"), ("fbd", "d.fbd")]:
+        j, expr = _ceil_sql(x, f"q_{name}", floor=name == "due")
+        joins.append(j)
+        cols[name] = expr
+    # end vs due on the real dates: 1 early, 2 on time (or no due date), 3 late; flat pausing request vs due
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE dq AS
+        SELECT d.own, d.fk, d.m0c, d.m0x, d.m1c, d.m1x,
+               CASE WHEN d.ed IS NULL THEN NULL ELSE {_month_idx("d.ed", "calendar")} END AS mec,
+               CASE WHEN d.ed IS NULL THEN NULL ELSE {_month_idx("d.ed", "cutoff_15")} END AS mex,
+               {", ".join(f"{expr} AS {name}" for name, expr in cols.items())},
+               CASE WHEN d.due IS NULL OR d.ed = d.due THEN 2 WHEN d.ed < d.due THEN 1 ELSE 3 END AS edue,
+               d.due IS NULL OR d.sq <= d.due AS sq_le_due,
+               d.is_list, d.scount,
+               CASE WHEN d.sreq IS NOT NULL THEN
+                    list_transform(d.sreq, lambda x: {{'q': x.q, 'r': x.r, 'ok': d.due IS NULL OR x.q <= d.due}})
+               END AS sreq,
+               d.iv, d.online, d.st910, d.dig, d.reu, d.eres, d.paper, d.fee
+        FROM d_prep d {" ".join(joins)}
+    """)
+    # population and timeliness: every period a dossier is alive in
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE d_pop AS
+        WITH g AS (
+            SELECT own, fk, m0c, m0x, m1c, m1x, rd, ed, due, edue, sq, sr, sq_le_due, is_list, scount, sreq, iv,
+                   fbd, count(*) AS n
+            FROM dq GROUP BY ALL
+        ), u AS (
+            SELECT g.*, b.basis, b.k,
+                   unnest(range(greatest(CASE WHEN b.cut THEN g.m0x ELSE g.m0c END // b.k, b.lo),
+                                CASE WHEN b.cut THEN g.m1x ELSE g.m1c END // b.k + 1)) AS pidx
+            FROM g CROSS JOIN (VALUES {bases}) b(basis, k, cut, lo)
+        ), j AS (
+            SELECT u.*, p.period_id, p.e
+            FROM u JOIN periods p ON p.basis = u.basis AND p.k = u.k AND p.pidx = u.pidx
+            WHERE p.selected AND u.rd <= p.e AND (u.ed IS NULL OR u.ed >= p.period_start)
+        ), s AS (
+            SELECT j.*,
+                   j.ed IS NOT NULL AND j.ed <= j.e AS res,
+                   CASE WHEN j.is_list THEN
+                            CASE WHEN j.sreq IS NULL THEN 0 ELSE len(list_filter(j.sreq, lambda x: x.q <= j.e)) END
+                        ELSE j.scount - CASE WHEN j.sq > j.e THEN 1 ELSE 0 END END AS nsup,
+                   CASE WHEN j.is_list THEN
+                            CASE WHEN j.sreq IS NOT NULL THEN
+                                 list_filter(list_filter(j.sreq, lambda x: x.q <= j.e)[-1:],
+                                             lambda x: x.r IS NULL OR x.r > j.e)[1].ok END
+                        WHEN j.sq <= j.e AND (j.sr IS NULL OR j.sr > j.e) THEN j.sq_le_due END AS pause_ok,
+                   CASE WHEN j.iv IS NULL THEN false
+                        ELSE len(list_filter(j.iv, lambda x: x.f <= j.e AND (x.t IS NULL OR j.e < x.t))) > 0 END
+                     OR coalesce(j.fbd <= j.e, false) AS dis_e
+            FROM j
+        ), c AS (
+            SELECT own, period_id, fk, n, dis_e,
+                   CASE WHEN nsup >= 2 THEN CASE WHEN res THEN 3 ELSE 5 END
+                        WHEN res THEN edue
+                        WHEN pause_ok IS NOT NULL THEN CASE WHEN pause_ok THEN 4 ELSE 5 END
+                        WHEN due IS NULL OR due >= e THEN 4 ELSE 5 END AS cls
+            FROM s
+        ), a AS (
+            SELECT own, period_id, fk, cls, dis_e, sum(n) AS n FROM c GROUP BY ALL
+        )
+        SELECT own, period_id, fk, sum(n) AS pop,
+               coalesce(sum(n) FILTER (cls = 1), 0) AS c_early, coalesce(sum(n) FILTER (cls = 2), 0) AS c_on_time,
+               coalesce(sum(n) FILTER (cls = 3), 0) AS c_late, coalesce(sum(n) FILTER (cls = 4), 0) AS c_within,
+               coalesce(sum(n) FILTER (cls = 5), 0) AS c_overdue,
+               coalesce(sum(n) FILTER (cls IN (3, 5) OR dis_e), 0) AS dissat
+        FROM a GROUP BY ALL
+    """)
+    # received in P (the period holding the received date) and resolved in P (the one holding the end date)
+    rflags = {"recv": "true", "recv_online": "online", "digit": "dig", "reuse": "reu", "fee_den": "fee",
+              "fee_num": "fee AND coalesce(paid <= e, false)", "i33": "online AND (NOT paper OR eres)",
+              "i42": "dig AND NOT (ed IS NOT NULL AND ed <= e AND st910 AND paper AND NOT eres)"}
+    eflags = {"resolved": "true", "eres_den": "st910 AND paper", "eres_num": "st910 AND paper AND eres"}
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE d_ev AS
+        WITH g AS (
+            SELECT own, fk, m0c, m0x, mec, mex, rd, ed, paid, online, st910, dig, reu, eres, paper, fee,
+                   count(*) AS n
+            FROM dq GROUP BY ALL
+        ), u AS (
+            SELECT g.*, b.basis, b.k,
+                   CASE WHEN b.cut THEN g.m0x ELSE g.m0c END // b.k AS pr,
+                   CASE WHEN b.cut THEN g.mex ELSE g.mec END // b.k AS pe
+            FROM g CROSS JOIN (VALUES {bases}) b(basis, k, cut, lo)
+        ), r AS (
+            SELECT u.own, p.period_id, u.fk,
+                   {", ".join(f"sum(u.n) FILTER ({f}) AS {c}" for c, f in rflags.items())}
+            FROM u JOIN periods p ON p.basis = u.basis AND p.k = u.k AND p.pidx = u.pr
+            WHERE p.selected AND u.rd <= p.e AND (u.ed IS NULL OR u.ed >= p.period_start)
+            GROUP BY ALL
+        ), s AS (
+            SELECT u.own, p.period_id, u.fk,
+                   {", ".join(f"sum(u.n) FILTER ({f}) AS {c}" for c, f in eflags.items())}
+            FROM u JOIN periods p ON p.basis = u.basis AND p.k = u.k AND p.pidx = u.pe
+            WHERE p.selected AND u.pe >= u.pr AND u.ed <= p.e
+            GROUP BY ALL
+        )
+        SELECT * FROM r UNION ALL BY NAME SELECT * FROM s
+    """)
+    zero = ", ".join(f"coalesce(sum({c}), 0)::BIGINT AS {c}" for c in DOSSIER_COUNTERS
+                     if c not in ("carried", "in_prog"))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE d_agg AS
+        SELECT * EXCLUDE (pop), pop, pop - recv AS carried, pop - resolved AS in_prog FROM (
+            SELECT own, period_id, fk, {zero}
+            FROM (SELECT * FROM d_pop UNION ALL BY NAME SELECT * FROM d_ev)
+            GROUP BY ALL)
+    """)
+
+
+def pairs_reference_agg(con, bases: str, table: str = "d_agg_ref") -> None:
+    """The dossier counters the plain way, one classified row per (dossier, period) pair (``classified_sql``, as
+    ``explain`` lists them), from d_prep: the reference ``_dossier_agg`` must equal (tests only)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {table} AS
         SELECT own, period_id, fk,
                {", ".join(f"count(*) FILTER ({expr}) AS {name}" for name, expr in DOSSIER_FLAGS.items())}
         FROM ({classified_sql(bases)}) c GROUP BY ALL
