@@ -172,11 +172,11 @@ def ingest_raw(batches: Iterable[pa.RecordBatch], *, warehouse: Path, source: st
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from transforms.staging import ChunkStager
+    from transforms.staging import ChunkStager, raw_writer
 
     ingested_at = ingested_at or datetime.now(UTC).replace(tzinfo=None)
     schema = raw_schema_with_lineage(source, entity)
-    writer = store.BatchFileWriter(warehouse, raw_table(source, entity), batch_id, schema)
+    writer = raw_writer(warehouse, raw_table(source, entity), batch_id, schema)
     stager = ChunkStager(warehouse=warehouse, source=source, entity=entity, fmt=fmt, batch_id=batch_id,
                          agency_codes=sorted(set(agencies)), pseudonym_key=pseudonym_key)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")  # writes keep file order
@@ -185,21 +185,26 @@ def ingest_raw(batches: Iterable[pa.RecordBatch], *, warehouse: Path, source: st
     def write(w, table) -> None:
         in_flight.append(pool.submit(w.write, table))
 
+    chunks = _Prefetch(_chunks(_with_lineage(batches, batch_id, source_file, ingested_at, fmt), schema),
+                       prepare=stager.prepare, close=getattr(batches, "close", None))
     try:
-        for chunk in _chunks(_with_lineage(batches, batch_id, source_file, ingested_at, fmt), schema):
-            while in_flight:  # the previous chunk's writes: memory stays at about two chunks
+        for chunk, prepared in chunks:
+            while in_flight:  # the previous chunk's writes: memory stays at about three chunks
                 in_flight.pop(0).result()
             write(writer, chunk)
-            stager.add(chunk, write)
+            stager.add(chunk, write, prepared)
+            del chunk, prepared
         while in_flight:
             in_flight.pop(0).result()
         raw_path = writer.close()
         result = stager.finish(schema.empty_table())
     except BaseException:
+        chunks.stop()
         pool.shutdown(wait=True)
         writer.abort()
         stager.abort()
         raise
+    chunks.stop()
     pool.shutdown(wait=True)
     if stager.needs_restage:  # an 'x'-marked yes/no column appeared after the first chunk: redo from raw
         store.remove_batch_files(warehouse, [batch_id], tables=[stg_table(source, entity),
@@ -208,6 +213,75 @@ def ingest_raw(batches: Iterable[pa.RecordBatch], *, warehouse: Path, source: st
                                 batch_id=batch_id, agency_codes=sorted(set(agencies)),
                                 pseudonym_key=pseudonym_key)
     return result
+
+
+class _Prefetch:
+    """Iterates ``items`` on a reader thread, one item ahead of the consumer, yielding ``(item, prepare(item))``.
+
+    The CSV parse (pyarrow) and the chunk preparation release the GIL, so the next chunk is read while DuckDB
+    stages this one: on two cores the three steps (read, stage, write) overlap. An exception of the reader thread
+    is raised in the consumer; ``stop()`` ends the thread (and closes the reader) when the consumer gives up.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator, prepare, close=None, depth: int = 1):
+        import queue
+        import threading
+
+        self._items, self._prepare, self._close = items, prepare, close
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ingest-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, x) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put((item, self._prepare(item))):
+                    break
+                del item
+            self._put(self._END)
+        except BaseException as exc:  # handed to the consumer
+            self._put(exc)
+        finally:
+            for closer in (getattr(self._items, "close", None), self._close):
+                if closer is not None:
+                    try:
+                        closer()
+                    except Exception:  # noqa: S110 - best effort: the reader's own finally cleans up
+                        pass
+
+    def __iter__(self):
+        while True:
+            x = self._q.get()
+            if x is self._END:
+                return
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+
+    def stop(self) -> None:
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
 
 
 def _chunks(tables: Iterable[pa.Table], schema: pa.Schema) -> Iterator[pa.Table]:
