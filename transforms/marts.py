@@ -270,7 +270,7 @@ def _dossier_counters(con, D: str, R: str, as_of: date, explain: bool = False) -
     # is much cheaper than by two strings
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE field_keys AS
-        SELECT CAST(row_number() OVER () AS INTEGER) AS fk, field_code, field_name
+        SELECT CAST(row_number() OVER (ORDER BY field_code, field_name) AS INTEGER) AS fk, field_code, field_name
         FROM (SELECT DISTINCT field_code, field_name FROM {D})
     """)
     # dissatisfied-rating intervals: a rating is a dossier's rating from its date until the next rating's date
@@ -287,8 +287,7 @@ def _dossier_counters(con, D: str, R: str, as_of: date, explain: bool = False) -
         GROUP BY dossier_id
     """)
     bases = bases_sql(con)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE d_prep AS
+    prep = f"""
         SELECT *, {_month_idx("last_day", "calendar")} AS m1c, {_month_idx("last_day", "cutoff_15")} AS m1x FROM (
         SELECT {"d.dossier_id, d.procedure_code, d.status, d.channel AS channel_code, " if explain else ""}
                d.owner_agency_code AS own, d.received_date AS rd,
@@ -315,10 +314,11 @@ def _dossier_counters(con, D: str, R: str, as_of: date, explain: bool = False) -
         WHERE d.is_received AND d.received_date <= DATE '{as_of}')
         -- only dossiers alive on some day of a selected period (an incremental build reads a few months)
         WHERE last_day >= (SELECT coalesce(min(period_start), DATE '9999-12-31') FROM periods WHERE selected)
-    """)
-    if explain:
+    """
+    if explain:  # d_prep: one row per dossier, read pair by pair by classified_sql
+        con.execute(f"CREATE OR REPLACE TEMP TABLE d_prep AS {prep}")
         return
-    _dossier_agg(con, bases)
+    _dossier_agg(con, prep, bases)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -346,7 +346,12 @@ def _ceil_sql(x: str, alias: str, floor: bool = False) -> tuple[str, str]:
             f"WHEN {x} > (SELECT c1 FROM qbounds) THEN DATE '9999-12-31' ELSE {alias}.rep END")
 
 
-def _dossier_agg(con, bases: str) -> None:
+DQ_POP = "own, fk, m0c, m0x, m1c, m1x, rd, ed, due, edue, sq, sr, sq_le_due, is_list, scount, sreq, iv, fbd"
+DQ_EV = "own, fk, m0c, m0x, mec, mex, rd, ed, paid, online, st910, dig, reu, eres, paper, fee"
+DQ_ALL = ", ".join(dict.fromkeys((DQ_POP + ", " + DQ_EV).split(", ")))
+
+
+def _dossier_agg(con, prep: str, bases: str) -> None:
     con.execute("""
         CREATE OR REPLACE TEMP TABLE qcuts AS
         SELECT DISTINCT c FROM (SELECT e AS c FROM periods UNION ALL SELECT period_start - 1 FROM periods)
@@ -368,6 +373,8 @@ def _dossier_agg(con, bases: str) -> None:
     # end vs due on the real dates: 1 early, 2 on time (or no due date), 3 late; flat pausing request vs due
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE dq AS
+        -- both collapses in one pass: g = 0 the population key, g = 1 the received/resolved key
+        SELECT {DQ_ALL}, CASE WHEN GROUPING(sreq) = 0 THEN 0 ELSE 1 END AS g, count(*) AS n FROM (
         SELECT d.own, d.fk, d.m0c, d.m0x, d.m1c, d.m1x,
                CASE WHEN d.ed IS NULL THEN NULL ELSE {_month_idx("d.ed", "calendar")} END AS mec,
                CASE WHEN d.ed IS NULL THEN NULL ELSE {_month_idx("d.ed", "cutoff_15")} END AS mex,
@@ -379,15 +386,14 @@ def _dossier_agg(con, bases: str) -> None:
                     list_transform(d.sreq, lambda x: {{'q': x.q, 'r': x.r, 'ok': d.due IS NULL OR x.q <= d.due}})
                END AS sreq,
                d.iv, d.online, d.st910, d.dig, d.reu, d.eres, d.paper, d.fee
-        FROM d_prep d {" ".join(joins)}
+        FROM ({prep}) d {" ".join(joins)})
+        GROUP BY GROUPING SETS (({DQ_POP}), ({DQ_EV}))
     """)
     # population and timeliness: every period a dossier is alive in
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE d_pop AS
         WITH g AS (
-            SELECT own, fk, m0c, m0x, m1c, m1x, rd, ed, due, edue, sq, sr, sq_le_due, is_list, scount, sreq, iv,
-                   fbd, count(*) AS n
-            FROM dq GROUP BY ALL
+            SELECT {DQ_POP}, n FROM dq WHERE g = 0
         ), u AS (
             SELECT g.*, b.basis, b.k,
                    unnest(range(greatest(CASE WHEN b.cut THEN g.m0x ELSE g.m0c END // b.k, b.lo),
@@ -437,9 +443,7 @@ def _dossier_agg(con, bases: str) -> None:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE d_ev AS
         WITH g AS (
-            SELECT own, fk, m0c, m0x, mec, mex, rd, ed, paid, online, st910, dig, reu, eres, paper, fee,
-                   count(*) AS n
-            FROM dq GROUP BY ALL
+            SELECT {DQ_EV}, n FROM dq WHERE g = 1
         ), u AS (
             SELECT g.*, b.basis, b.k,
                    CASE WHEN b.cut THEN g.m0x ELSE g.m0c END // b.k AS pr,

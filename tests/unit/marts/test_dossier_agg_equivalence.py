@@ -86,8 +86,10 @@ def _both(wh, as_of: date, selected: set[str] | None):
         con.execute(f"CREATE OR REPLACE TEMP TABLE agencies AS SELECT * FROM {marts._core(wh, 'core_agencies')}")
         make_agency_chain(con)
         marts._load_periods(con, as_of, selected)
-        marts._dossier_counters(con, marts._core(wh, "core_dossiers"), marts._core(wh, "core_ratings"), as_of)
+        D, R = marts._core(wh, "core_dossiers"), marts._core(wh, "core_ratings")
+        marts._dossier_counters(con, D, R, as_of, explain=True)  # d_prep, as explain reads it
         marts.pairs_reference_agg(con, marts.bases_sql(con))
+        marts._dossier_counters(con, D, R, as_of)
         cols = ", ".join(f"CAST({c} AS BIGINT)" for c in marts.DOSSIER_COUNTERS)
         q = (f"SELECT own, period_id, k.field_code, k.field_name, {cols} FROM {{}} x JOIN field_keys k USING (fk) "
              f"ORDER BY ALL")
