@@ -7,11 +7,8 @@ tasks, retries, logs, artifacts, alerts.
 
 from __future__ import annotations
 
-import uuid
-from contextlib import ExitStack
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -20,15 +17,12 @@ from prefect.states import Completed, Failed
 
 from flows import progress
 from flows.alerts import notify, on_crashed_hook, on_failure_hook
+from flows.runs import LOCAL_TZ, warehouse_run
 from transforms import ingest
 from transforms.contracts import stg_table
 from tthc.settings import Settings, get_settings
 from warehouse.ledger import Ledger
-from warehouse.lock import warehouse_lock
 from warehouse.store import validation
-
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-
 
 def default_as_of() -> date:
     """Yesterday in Vietnam: the nightly run at 01:30 reports on the day that just ended."""
@@ -185,18 +179,11 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
     log = get_run_logger()
     settings: Settings = get_settings(inbox=inbox, warehouse=warehouse, as_of=as_of)
     as_of = settings.as_of or default_as_of()
-    wh = Path(settings.warehouse)
-    wh.mkdir(parents=True, exist_ok=True)
-    lock = ExitStack()
-    lock.enter_context(warehouse_lock(wh))  # one writer per warehouse; recovery only under the lock
-    ledger = Ledger(settings.resolved_ledger_url)
-    run_id = f"r{datetime.now(LOCAL_TZ):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    try:
-        ledger.start_run(run_id, as_of, str(settings.inbox))
-        rolled_back = ingest.recover(wh, ledger, run_id)
-        if rolled_back:
-            log.warning("rolled back %d batch(es) left unfinished by an interrupted run: %s", len(rolled_back),
-                        ", ".join(rolled_back))
+    with warehouse_run(settings, "r", as_of, str(settings.inbox)) as run:
+        wh, ledger, run_id = run.warehouse, run.ledger, run.run_id
+        if run.rolled_back:
+            log.warning("rolled back %d batch(es) left unfinished by an interrupted run: %s",
+                        len(run.rolled_back), ", ".join(run.rolled_back))
         agencies = ingest.load_agencies(settings.resolved_agencies_path)
         codes = [a["agency_code"] for a in agencies]
         key = settings.pseudonym_key_bytes(create=True)
@@ -270,12 +257,6 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
             return Failed(message="; ".join(problems))
         return Completed(message=f"{summary['staged']} file(s) staged, {len(pulls)} pull(s); "
                                  f"core/marts: {build.get('rebuild')} ({build.get('reason')})")
-    except BaseException as exc:
-        ledger.finish_run(run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    finally:
-        ledger.dispose()
-        lock.close()
 
 
 def _summary_markdown(run_id: str, as_of: date, outcomes: list[ingest.FileOutcome], build: dict) -> str:

@@ -10,11 +10,8 @@ rebuild step, which the lead wires after this flow).
 
 from __future__ import annotations
 
-import uuid
-from contextlib import ExitStack
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -22,13 +19,12 @@ from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed
 
 from flows.alerts import notify, on_crashed_hook, on_failure_hook
+from flows.runs import warehouse_run
 from transforms import ingest
 from transforms.pull.run import PullOutcome, PullSpec, backfill_window, configured_pulls, pull_to_warehouse
 from tthc.settings import Settings, get_settings
 from warehouse.ledger import Ledger
-from warehouse.lock import warehouse_lock
 
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 SECRET_BLOCKS = {"dvc_portal": "tthc-dvc-portal-token", "one_stop": "tthc-one-stop-token"}
 
 
@@ -54,23 +50,23 @@ def pull_task(spec: PullSpec, warehouse: Path, ledger_url: str, run_id: str, age
               as_of: date | None = None) -> PullOutcome:
     log = get_run_logger()
     ledger = Ledger(ledger_url)
-    gate = None
     captured: list = []
-    if use_gate:
-        from transforms import ingest as _ingest
+
+    def gate(stage) -> bool:
+        """The quality gate on the pulled batch; a critical failure holds it (and the watermark stays)."""
         from transforms.contracts import stg_table
         from transforms.quality.gate import check_batch
 
-        def gate(stage) -> bool:
-            g = check_batch(warehouse, stg_table(spec.source, spec.entity), stage.batch_id, ledger=ledger,
-                            run_id=run_id, settings=settings, as_of=as_of)
-            captured.append(g)
-            if not g.passed:  # keep it out of core and marts; the window is pulled again next run
-                _ingest.hold_batch(warehouse, spec.source, spec.entity, stage.batch_id)
-            return g.passed
+        g = check_batch(warehouse, stg_table(spec.source, spec.entity), stage.batch_id, ledger=ledger,
+                        run_id=run_id, settings=settings, as_of=as_of)
+        captured.append(g)
+        if not g.passed:  # keep it out of core and marts; the window is pulled again next run
+            ingest.hold_batch(warehouse, spec.source, spec.entity, stage.batch_id)
+        return g.passed
+
     kw = dict(warehouse=warehouse, ledger=ledger, run_id=run_id, agency_codes=agency_codes,
               pseudonym_key=pseudonym_key, overlap_minutes=settings.pull_overlap_minutes,
-              page_size=settings.pull_page_size, gate=gate)
+              page_size=settings.pull_page_size, gate=gate if use_gate else None)
     try:
         if backfill:
             kw.pop("overlap_minutes")
@@ -95,17 +91,10 @@ def pull(warehouse: str | None = None, inbox: str | None = None, date_from: date
     """Pull every configured source once (incremental), or re-pull ``[date_from, date_to]`` (backfill)."""
     log = get_run_logger()
     settings = get_settings(warehouse=warehouse, inbox=inbox)
-    wh = Path(settings.warehouse)
-    wh.mkdir(parents=True, exist_ok=True)
-    lock = ExitStack()
-    lock.enter_context(warehouse_lock(wh))  # one writer per warehouse; recovery only under the lock
-    ledger = Ledger(settings.resolved_ledger_url)
-    run_id = f"p{datetime.now(LOCAL_TZ):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    ledger.start_run(run_id, None, "pull")
-    try:
-        rolled_back = ingest.recover(wh, ledger, run_id)
-        if rolled_back:
-            log.warning("rolled back %d unfinished batch(es): %s", len(rolled_back), ", ".join(rolled_back))
+    with warehouse_run(settings, "p", None, "pull") as run:
+        wh, ledger, run_id = run.warehouse, run.ledger, run.run_id
+        if run.rolled_back:
+            log.warning("rolled back %d unfinished batch(es): %s", len(run.rolled_back), ", ".join(run.rolled_back))
         specs = _with_secret_blocks(configured_pulls(settings))
         if not specs:
             ledger.finish_run(run_id, "completed", {"pulls": 0})
@@ -132,9 +121,3 @@ def pull(warehouse: str | None = None, inbox: str | None = None, date_from: date
                 {"file": f"pull {o.source}/{o.entity} ({o.kind})", "message": o.error} for o in bad]})
             return Failed(message="; ".join(o.error or o.source for o in bad), data=data)
         return Completed(message=f"{len(outcomes)} pull(s), {summary['records']} record(s)", data=data)
-    except BaseException as exc:
-        ledger.finish_run(run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    finally:
-        ledger.dispose()
-        lock.close()

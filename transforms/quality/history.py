@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from transforms.quality.model import CheckResult
-from transforms.quality.rules import lit, q
+from transforms.quality.rules import lit
 from warehouse.store import table_files
 
 LINEAGE = ("_batch_id", "_source_file", "_source_row", "_ingested_at", "_format", "_source_line", "_extra")
