@@ -582,13 +582,22 @@ def _update_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None)
     con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT dossier_id FROM touched")
     n_touched = con.execute("SELECT count(*) FROM touched").fetchone()[0]
     if n_touched:
-        old = f"read_parquet('{table_glob(wh, DOSSIERS)}', filename=true)"
+        # narrow pass over every staged version of the touched dossiers: the winners (whole rows are then read
+        # only from the batch files that hold one, usually the night's own) and the month files their current
+        # core rows can live in (a core row's file is the month of its winning version's first date, and that
+        # version is one of these)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE tv AS
+                        SELECT dossier_id, updated_at, _ingested_at, _batch_id, _source_row,
+                               strftime(CAST(coalesce(received_at, submitted_at, updated_at) AS DATE), '%Y%m') AS vp
+                        FROM {S['dossiers']} WHERE dossier_id IN (SELECT dossier_id FROM touched)""")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE win_t AS {_winners_sql('tv')}")
+        vparts = {r[0] for r in con.execute("SELECT DISTINCT vp FROM tv").fetchall()}
+        cand = [str(f) for f in table_files(wh, DOSSIERS) if _part_of(f) in vparts]
+        old = (f"read_parquet({cand!r}, filename=true)" if cand
+               else f"(SELECT * FROM read_parquet('{table_glob(wh, DOSSIERS)}', filename=true) LIMIT 0)")
         con.execute(f"""CREATE OR REPLACE TEMP TABLE old_t AS
                         SELECT * EXCLUDE (filename), substr(parse_filename(filename), 2, 6) AS _part FROM {old}
                         WHERE dossier_id IN (SELECT dossier_id FROM touched)""")
-        # narrow pass over every staged version of the touched dossiers, then read whole rows only from the
-        # batch files that hold a winner (usually the night's own)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE win_t AS {_winners_sql(S['dossiers'], 'touched')}")
         wb = [r[0] for r in con.execute("SELECT DISTINCT _batch_id FROM win_t").fetchall()]
         src = staged_relation(con, wh, STAGED["dossiers"],
                               files=[table_dir(wh, STAGED["dossiers"]) / f"{b}.parquet" for b in wb])
