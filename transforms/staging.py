@@ -41,6 +41,7 @@ from warehouse import store
 
 LINEAGE = ["_batch_id", "_source_file", "_source_row", "_source_line", "_ingested_at", "_format"]
 STG_LINEAGE = ["_batch_id", "_source_file", "_source_row", "_ingested_at", "_format"]
+STG_CONSTANT = ["_batch_id", "_source_file", "_ingested_at", "_format"]  # one value per batch
 
 # Date and time formats of the exports, most common first (sources.md 1a/1b). Anything with an offset or a 'Z'
 # is ISO 8601 and converted to local time; a bare 5-digit number is an Excel serial date.
@@ -110,7 +111,7 @@ def setup_connection(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes | None
     yes = ", ".join(_lit(x) for x in YES)
     no = ", ".join(_lit(x) for x in NO)
     con.execute(f"""
-        CREATE OR REPLACE MACRO tthc_bool(v) AS CASE
+        CREATE OR REPLACE MACRO tthc_bool(v) AS CASE WHEN v = 'Có' THEN true WHEN v = 'Không' THEN false
             WHEN lower(v) IN ({yes}) THEN true WHEN lower(v) IN ({no}) THEN false END""")
     if pseudonym_key is not None:
         key = pseudonym_key
@@ -173,10 +174,10 @@ def _column_sql(col: Column, entity: str, fmt: str, x_columns: set[str]) -> _Col
         checks.append(("invalid_date", header, "@V@ IS NOT NULL AND @T@ IS NULL",
                        "is not a valid date (expected dd/mm/yyyy)"))
     elif t == "int":
-        expr = f"CASE WHEN translate({v}, '0123456789', '') = '' THEN TRY_CAST({v} AS BIGINT) ELSE tthc_int({v}) END"
+        expr = f"CASE WHEN regexp_full_match({v}, '[0-9]+') THEN TRY_CAST({v} AS BIGINT) ELSE tthc_int({v}) END"
         checks.append(("invalid_number", header, "@V@ IS NOT NULL AND @T@ IS NULL", "is not a whole number"))
     elif t == "money":
-        expr = f"CASE WHEN translate({v}, '0123456789', '') = '' THEN TRY_CAST({v} AS BIGINT) ELSE tthc_money({v}) END"
+        expr = f"CASE WHEN regexp_full_match({v}, '[0-9]+') THEN TRY_CAST({v} AS BIGINT) ELSE tthc_money({v}) END"
         checks.append(("invalid_number", header, "@V@ IS NOT NULL AND @T@ IS NULL",
                        "is not an amount in VND (expected 50000, 50.000, 50,000 or 50.000 đ)"))
     elif t == "bool":
@@ -271,7 +272,8 @@ def _t(name: str) -> str:
 
 def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agencies_relation: str,
                    x_columns: set[str] = frozenset(), with_pseudonyms: bool = True,
-                   staged_relation: str | None = None, pretrimmed: bool = False) -> tuple[str, str]:
+                   staged_relation: str | None = None, pretrimmed: bool = False,
+                   constant_lineage: bool = True) -> tuple[str, str]:
     """SQL for (staged rows, quarantined rows) of one raw batch.
 
     Three layers, each value computed once per row: ``__v_<col>`` the trimmed text of every raw column,
@@ -279,7 +281,9 @@ def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agenci
     With ``staged_relation`` (the staged file already written), the quarantine query looks only at the rows
     missing from it, so a clean file is typed once, not twice. With ``pretrimmed``, the relation also holds
     ``__s_<col>``, each raw column already trimmed as DuckDB's ``trim`` would (``trim_for_staging``), and those
-    are used instead of trimming in SQL; the raw columns themselves stay as they were for quarantine.
+    are used instead of trimming in SQL; the raw columns themselves stay as they were for quarantine. Without
+    ``constant_lineage``, the staged rows carry ``_source_row`` only and the caller adds the lineage values that
+    are the same on every row of a batch (``STG_CONSTANT``), cheaper in Arrow than through DuckDB.
     """
     c = contract(stg_table(source, entity))
     overrides = _sync_dossier_overrides(fmt) if entity == "dossiers" else {}
@@ -366,7 +370,7 @@ def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agenci
         return (f"(SELECT *, {rule_idx} AS __rule FROM (SELECT *, {layer_t} FROM "
                 f"(SELECT *, {layer_v} FROM {raw_relation} {where})))")
 
-    lineage = ", ".join(_q(n) for n in STG_LINEAGE)
+    lineage = ", ".join(_q(n) for n in STG_LINEAGE if constant_lineage or n not in STG_CONSTANT)
     staged = f"SELECT {', '.join(out_exprs)}, {lineage} FROM {ruled()} WHERE __rule IS NULL"
     raw_out = ", ".join(_q(n) for n in raw_cols + ["_extra"] + LINEAGE)
     where = (f"WHERE _source_row NOT IN (SELECT _source_row FROM {staged_relation})" if staged_relation else "")
@@ -515,9 +519,22 @@ class ChunkStager:
 
     def _sql(self, xs: set[str]) -> None:
         self.staged_sql, _ = staging_select(self.source, self.entity, self.fmt, "raw_chunk", "agencies", xs,
-                                            pretrimmed=True)
+                                            pretrimmed=True, constant_lineage=False)
         _, self.quarantine_sql = staging_select(self.source, self.entity, self.fmt, "raw_chunk", "agencies", xs,
                                                 staged_relation="staged_rows", pretrimmed=True)
+
+    @staticmethod
+    def _with_constants(staged, chunk):
+        """Staged rows (``_source_row`` last) + the batch-constant lineage, in STG_LINEAGE order. ingest_raw gives
+        every row of a batch the same ``_batch_id, _source_file, _ingested_at, _format`` (``_with_lineage``)."""
+        import pyarrow as pa
+
+        n = staged.num_rows
+        for name in STG_CONSTANT:
+            col = chunk.column(name)
+            value = col[0] if len(col) else pa.scalar(None, col.type)
+            staged = staged.append_column(name, pa.repeat(value, n) if n else pa.array([], col.type))
+        return staged.select([f for f in staged.column_names if f not in STG_LINEAGE] + STG_LINEAGE)
 
     def prepare(self, chunk):
         """The chunk as the staging SQL reads it (raw columns plus their trimmed text). Thread-safe, so the
@@ -541,7 +558,7 @@ class ChunkStager:
         self.rows_raw += chunk.num_rows
         self.con.register("raw_chunk", prepared if prepared is not None else self.prepare(chunk))
         try:
-            staged = self.con.sql(self.staged_sql).to_arrow_table()
+            staged = self._with_constants(self.con.sql(self.staged_sql).to_arrow_table(), chunk)
             if self.stg_writer is None:
                 self.stg_writer = store.BatchFileWriter(self.warehouse, stg_table(self.source, self.entity),
                                                         self.batch_id, staged.schema)
@@ -572,7 +589,7 @@ class ChunkStager:
             if self.x_cols is None:
                 self._sql(set())
             self.con.register("raw_chunk", trim_for_staging(empty_raw, self.raw_cols))
-            schema = self.con.sql(self.staged_sql).to_arrow_table().schema
+            schema = self._with_constants(self.con.sql(self.staged_sql).to_arrow_table(), empty_raw).schema
             self.con.unregister("raw_chunk")
             self.stg_writer = store.BatchFileWriter(self.warehouse, stg_table(self.source, self.entity),
                                                     self.batch_id, schema)

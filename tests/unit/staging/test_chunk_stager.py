@@ -55,6 +55,9 @@ def _messy_rows() -> list[dict]:
         {"has_e_result": " Có "}, {"has_e_result": "có lẽ"}, {"channel": " Trực tuyến "}, {"status": "11"},
         {"supplement_count": "2.0"}, {"supplement_count": "hai"}, {"applicant_id_number": "\u00a0001234567890"},
         {"applicant_phone": "\u00a0"}, {"applicant_address": None, "applicant_name": None},
+        {"applicant_id_number": "001\t234\v567\n890"}, {"applicant_id_number": "\t"},
+        {"has_digitized_components": "Có", "reused_digitized_data": "Không", "has_e_result": "KHÔNG"},
+        {"fee_vnd": "１２"}, {"supplement_count": "0012"}, {"fee_vnd": "12a"},
     ]
     return [{**base, **v, "dossier_id": v.get("dossier_id", f"H19.26293-240105-{i:04d}")}
             for i, v in enumerate(variants)]
@@ -81,7 +84,10 @@ def test_chunk_stager_equals_stage_raw_file(tmp_path, chunk_rows):
         (ref.rows_raw, ref.rows_staged, ref.rows_quarantined, ref.rules)
     assert ref.rows_quarantined >= 8 and ref.rows_staged >= 8  # both sides exercised
     for table in ("stg_one_stop__dossiers", "quarantine_one_stop__dossiers"):
-        assert _read(tmp_path / "fast" / table / "b1.parquet") == _read(tmp_path / "ref" / table / "b1.parquet")
+        fast, ref_file = tmp_path / "fast" / table / "b1.parquet", tmp_path / "ref" / table / "b1.parquet"
+        types = [[(f.name, f.type) for f in pq.read_schema(x)] for x in (fast, ref_file)]
+        assert types[0] == types[1]
+        assert _read(fast) == _read(ref_file)
 
 
 def test_dropped_personal_columns_are_not_read_by_the_staging_sql():
