@@ -409,8 +409,10 @@ def _write_dossier_parts(con, wh: Path, sql: str, parts: set[str] | None) -> int
         # a partitioned COPY buffers rows per open part until this many: keep it low or every month of a
         # whole build sits in memory at once
         con.execute("SET partitioned_write_flush_threshold = 8192")
-        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (_part), "
-                    f"WRITE_PARTITION_COLUMNS false)")
+        # Parquet v2 pages and zstd level 1: the writer is a third of a full build; this writes it ~35% faster
+        # than v1 + zstd 3 at about the same size (every reader here, DuckDB and pyarrow, reads v2)
+        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
+                    f"PARQUET_VERSION v2, PARTITION_BY (_part), WRITE_PARTITION_COLUMNS false)")
         new: dict[str, Path] = {}
         if tmp.is_dir():
             for pd in sorted(tmp.iterdir()):
