@@ -309,7 +309,9 @@ def _write_small(con, wh: Path, entity: str, S: dict[str, str]) -> int:
 def _winners_sql(src: str, touched: str | None = None) -> str:
     only = f" AND dossier_id IN (SELECT dossier_id FROM {touched})" if touched else ""
     return f"""
-        SELECT _batch_id, _source_row FROM {src} WHERE dossier_id IS NOT NULL{only}
+        SELECT _batch_id, _source_row, agency_code,
+               CAST(coalesce(received_at, submitted_at, updated_at) AS DATE) AS owner_day
+        FROM {src} WHERE dossier_id IS NOT NULL{only}
         QUALIFY row_number() OVER (PARTITION BY dossier_id ORDER BY updated_at DESC NULLS LAST, {LATER_INGEST}) = 1
     """
 
@@ -332,8 +334,9 @@ def core_dossiers_sql(src: str, wh: Path, touched: str | None = None, win: str |
             SELECT d.*, CAST(d.received_at AS DATE) AS received_date,
                    CAST(coalesce(d.received_at, d.submitted_at, d.updated_at) AS DATE) AS owner_day
             FROM d_latest d
-        ), d_owner AS (  -- the owner on the received date depends only on (agency_code, day)
-            {owner_on_date_sql("SELECT DISTINCT agency_code, owner_day AS day FROM base")}
+        ), d_owner AS (  -- the owner on the received date depends only on (agency_code, day); read off the
+                         -- narrow winners so the wide rows stream through once (no materialised CTE of them)
+            {owner_on_date_sql("SELECT DISTINCT agency_code, owner_day AS day FROM win")}
         ), x AS (
             SELECT b.*, p.legal_days, p.is_paper_result AS proc_is_paper_result,
                    p.field_code AS proc_field_code, p.field_name AS proc_field_name, p.version_no AS proc_version_no
@@ -589,7 +592,8 @@ def _update_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None)
         # core rows can live in (a core row's file is the month of its winning version's first date, and that
         # version is one of these)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE tv AS
-                        SELECT dossier_id, updated_at, _ingested_at, _batch_id, _source_row,
+                        SELECT dossier_id, updated_at, _ingested_at, _batch_id, _source_row, agency_code,
+                               received_at, submitted_at,
                                strftime(CAST(coalesce(received_at, submitted_at, updated_at) AS DATE), '%Y%m') AS vp
                         FROM {S['dossiers']} WHERE dossier_id IN (SELECT dossier_id FROM touched)""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE win_t AS {_winners_sql('tv')}")
