@@ -60,12 +60,36 @@ ZS_CHARS = " \u00a0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200B)) + "\
 TRIMMED = "__s_"
 
 
+_POOL = None
+
+
+def ingest_memory_pool():
+    """The Arrow memory pool of the ingest's big, short-lived buffers (CSV blocks, trimmed text, Parquet pages).
+
+    jemalloc that keeps freed pages for 10 s: with the default pool the 1M-row ingest spent ~0.8 CPU-s more,
+    much of it zeroing pages the allocator had just handed back to the system. Falls back to the default pool
+    when pyarrow was built without jemalloc. Only the ingest uses it, so other work keeps the default.
+    """
+    global _POOL
+    if _POOL is None:
+        import pyarrow as pa
+
+        try:
+            pool = pa.jemalloc_memory_pool()
+            pa.jemalloc_set_decay_ms(10_000)
+        except (NotImplementedError, pa.ArrowNotImplementedError):
+            pool = pa.default_memory_pool()
+        _POOL = pool
+    return _POOL
+
+
 def trim_for_staging(table, columns: list[str]):
     """``table`` plus ``__s_<col>``: each of ``columns`` trimmed of Zs characters (what ``pretrimmed`` reads)."""
     import pyarrow.compute as pc
 
+    pool = ingest_memory_pool()
     for c in columns:
-        table = table.append_column(TRIMMED + c, pc.utf8_trim(table.column(c), ZS_CHARS))
+        table = table.append_column(TRIMMED + c, pc.utf8_trim(table.column(c), ZS_CHARS, memory_pool=pool))
     return table
 
 
@@ -461,6 +485,7 @@ class ParquetBatchWriter(store.BatchFileWriter):
         self.rows = 0
         options.setdefault("compression", "zstd")
         options.setdefault("compression_level", 1)
+        options.setdefault("memory_pool", ingest_memory_pool())
         self._writer = pq.ParquetWriter(self.tmp, schema, **options)
 
 

@@ -254,13 +254,15 @@ def read_csv(path: Path, source: str, entity: str, batch_rows: int) -> ReadResul
         stream_source, tmp = _transcode(path, kind)  # rejects the file now if any part is not clean
 
     def batches() -> Iterator[pa.RecordBatch]:
+        from transforms.staging import ingest_memory_pool
+
         src = stream_source if stream_source is not None else pa.OSFile(str(path), "rb")
         row = 1
         extra_lines = 0  # line breaks inside quoted cells so far
         try:
             try:
                 reader = pacsv.open_csv(src, read_options=read_opts, parse_options=parse_opts,
-                                        convert_options=conv_opts)
+                                        convert_options=conv_opts, memory_pool=ingest_memory_pool())
             except pa.ArrowInvalid as e:
                 raise FileRejected(path, _arrow_reason(path, e)) from e
             if not reader.schema.names:
