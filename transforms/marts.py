@@ -5,7 +5,10 @@ How the per-period evaluation stays cheap: a dossier belongs to the population o
 [received_date, end_date (or as_of)]. So for every basis (calendar, cutoff_15) and type (month, quarter, year) we
 compute the index of the period containing the received date and of the one containing the last live day and
 unnest only that index range (typically 1-2 periods per type), join the small period table on the index, classify
-each (dossier, period) pair at E in SQL and aggregate straight away to (owner, period, field) counters. Rule 9's
+each (dossier, period) pair at E in SQL and aggregate straight away to (owner, period, field) counters. Before the
+unnest, dates are ceiled to the few dates any E or period start can tell apart and equal dossiers are collapsed
+with a weight, and the received/resolved counters take one period each (see ``_dossier_agg``; equal, pair by
+pair, to ``classified_sql`` which ``explain`` lists). Rule 9's
 second step (owner not valid in P -> successor), roll-ups along ``parent_code`` and the unpivot into KPI rows all
 happen on those small aggregates.
 
