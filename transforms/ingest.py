@@ -179,33 +179,46 @@ def ingest_raw(batches: Iterable[pa.RecordBatch], *, warehouse: Path, source: st
     writer = raw_writer(warehouse, raw_table(source, entity), batch_id, schema)
     stager = ChunkStager(warehouse=warehouse, source=source, entity=entity, fmt=fmt, batch_id=batch_id,
                          agency_codes=sorted(set(agencies)), pseudonym_key=pseudonym_key)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")  # writes keep file order
-    in_flight: list = []
+    # two writer threads, each keeping its files' order: raw, and staging + quarantine. A write waits only for the
+    # previous write of its own thread, so DuckDB stages chunk N while chunk N-1's staged rows are still encoded
+    raw_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-raw")
+    stg_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-stg")
+    pending: dict = {raw_pool: [], stg_pool: []}
+    # memory stays bounded: one pending raw chunk; one chunk's staged and quarantined rows
+    limit = {raw_pool: 1, stg_pool: 2}
 
     def write(w, table) -> None:
-        in_flight.append(pool.submit(w.write, table))
+        pool = raw_pool if w is writer else stg_pool
+        queue = pending[pool]
+        while len(queue) >= limit[pool]:
+            queue.pop(0).result()
+        queue.append(pool.submit(w.write, table))
+
+    def drain() -> None:
+        for queue in pending.values():
+            while queue:
+                queue.pop(0).result()
 
     chunks = _Prefetch(_chunks(_with_lineage(batches, batch_id, source_file, ingested_at, fmt), schema),
                        prepare=stager.prepare, close=getattr(batches, "close", None))
     try:
         for chunk, prepared in chunks:
-            while in_flight:  # the previous chunk's writes: memory stays at about three chunks
-                in_flight.pop(0).result()
             write(writer, chunk)
             stager.add(chunk, write, prepared)
             del chunk, prepared
-        while in_flight:
-            in_flight.pop(0).result()
+        drain()
         raw_path = writer.close()
         result = stager.finish(schema.empty_table())
     except BaseException:
         chunks.stop()
-        pool.shutdown(wait=True)
+        raw_pool.shutdown(wait=True)
+        stg_pool.shutdown(wait=True)
         writer.abort()
         stager.abort()
         raise
     chunks.stop()
-    pool.shutdown(wait=True)
+    raw_pool.shutdown(wait=True)
+    stg_pool.shutdown(wait=True)
     if stager.needs_restage:  # an 'x'-marked yes/no column appeared after the first chunk: redo from raw
         store.remove_batch_files(warehouse, [batch_id], tables=[stg_table(source, entity),
                                                                  quarantine_table(source, entity)])
