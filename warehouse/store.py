@@ -98,8 +98,8 @@ def _publish(tmp: Path, final: Path, private: bool) -> None:
 class BatchFileWriter:
     """Streams record batches into ``<table>/<name>.parquet`` and publishes the file atomically on close."""
 
-    def __init__(self, warehouse: Path, table: str, name: str, schema: pa.Schema,
-                 compression: str = "zstd", compression_level: int | None = 1):
+    def __init__(self, warehouse: Path, table: str, name: str, schema: pa.Schema, **options):
+        """``options`` go to ``pyarrow.parquet.ParquetWriter`` (default: zstd level 1)."""
         self.private = is_private(table)
         d = table_dir(warehouse, table)
         _ensure_dir(d, self.private)
@@ -107,8 +107,9 @@ class BatchFileWriter:
         self.tmp = _tmp_path(self.final)
         self.schema = schema
         self.rows = 0
-        self._writer = pq.ParquetWriter(self.tmp, schema, compression=compression,
-                                        compression_level=compression_level)
+        options.setdefault("compression", "zstd")
+        options.setdefault("compression_level", 1)
+        self._writer = pq.ParquetWriter(self.tmp, schema, **options)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows == 0:
