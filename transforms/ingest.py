@@ -336,7 +336,12 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
 
     t0 = time.perf_counter()
     out = FileOutcome(rel=f.rel, status="failed", source=f.source, entity=f.entity, file_kind=f.kind)
-    size = f.path.stat().st_size
+    st = f.path.stat()
+    size, mtime_ns = st.st_size, st.st_mtime_ns
+    known = ledger.known_file(f.rel, size, mtime_ns)
+    if known:  # the very file a batch already took: no need to read it again
+        out.status, out.duplicate_of, out.sha256 = "duplicate", known[0], known[1]
+        return out
     sha = sha256_file(f.path)
     out.sha256 = sha
     if f.problem:
@@ -345,8 +350,8 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
             out.status, out.duplicate_of = "duplicate", prior
             return out
         batch_id = new_batch_id(sha)
-        ledger.begin_batch(batch_id, run_id, sha256=sha, path=f.rel, size_bytes=size, source=f.source,
-                           entity=f.entity, file_kind=f.kind)
+        ledger.begin_batch(batch_id, run_id, sha256=sha, path=f.rel, size_bytes=size, mtime_ns=mtime_ns,
+                           source=f.source, entity=f.entity, file_kind=f.kind)
         ledger.finish_batch(batch_id, "rejected", error=f"{f.rel}: {f.problem}")
         out.status, out.batch_id, out.error = "rejected", batch_id, f"{f.rel}: {f.problem}"
         return out
@@ -357,8 +362,8 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
     ledger.record_file(sha, size, f.rel, f.source, f.entity, f.kind)
     batch_id = new_batch_id(sha)
     out.batch_id = batch_id
-    ledger.begin_batch(batch_id, run_id, sha256=sha, path=f.rel, size_bytes=size, source=f.source,
-                       entity=f.entity, file_kind=f.kind)
+    ledger.begin_batch(batch_id, run_id, sha256=sha, path=f.rel, size_bytes=size, mtime_ns=mtime_ns,
+                       source=f.source, entity=f.entity, file_kind=f.kind)
     try:
         result = read_file(f.path, f.source, f.entity, batch_rows=batch_rows)
         out.unknown_columns = list(result.unknown_columns)

@@ -46,6 +46,7 @@ batches = sa.Table(
     sa.Column("sha256", sa.String(64), index=True),
     sa.Column("path", sa.Text),
     sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("mtime_ns", sa.BigInteger),  # with path and size: a file seen before is not hashed again
     sa.Column("source", sa.String(32)),
     sa.Column("entity", sa.String(32)),
     sa.Column("format", sa.String(32)),
@@ -131,6 +132,18 @@ class Ledger:
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Ledgers made by an earlier version gain the columns added since (nullable, so old rows stay valid)."""
+        insp = sa.inspect(self.engine)
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in insp.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in have:
+                    ddl = col.type.compile(dialect=self.engine.dialect)
+                    with self.engine.begin() as c:
+                        c.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN {col.name} {ddl}')
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -155,6 +168,16 @@ class Ledger:
                 batches.c.sha256 == sha256, batches.c.status.in_(DONE_STATUSES + ("rejected",))
             ).limit(1)).first()
         return row[0] if row else None
+
+    def known_file(self, path: str, size: int, mtime_ns: int) -> tuple[str, str] | None:
+        """(batch_id, sha256) of a batch that already took this very file (same path, size and mtime), if any:
+        the nightly rescan of an inbox of old exports then costs a stat per file, not a hash of every byte."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(batches.c.batch_id, batches.c.sha256).where(
+                batches.c.path == path, batches.c.size_bytes == size, batches.c.mtime_ns == mtime_ns,
+                batches.c.sha256.is_not(None), batches.c.status.in_(DONE_STATUSES + ("rejected",))
+            ).limit(1)).first()
+        return (row[0], row[1]) if row else None
 
     def record_file(self, sha256: str, size: int, path: str, source: str, entity: str, kind: str) -> None:
         with self.engine.begin() as c:

@@ -218,3 +218,53 @@ def test_summarize_counts_every_outcome():
     s = ingest.summarize(outs)
     assert (s["files"], s["staged"], s["duplicate"], s["rejected"], s["failed"]) == (4, 2, 1, 1, 0)
     assert (s["rows_raw"], s["rows_staged"], s["rows_quarantined"]) == (7, 6, 1)
+
+
+def test_a_file_already_taken_is_not_hashed_again_but_a_changed_one_is(tmp_path, small_inbox, monkeypatch):
+    inbox, manifest = small_inbox
+    entry = next(f for f in manifest["files"] if f["path"].endswith("danhgia_2023_2025.csv"))
+    codes = [a["agency_code"] for a in ingest.load_agencies(inbox / "agencies.csv")]
+    wh = tmp_path / "wh"
+    wh.mkdir()
+    ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
+    try:
+        f = {x.rel: x for x in ingest.discover(inbox)}[entry["path"]]
+        first = ingest.ingest_file(f, warehouse=wh, ledger=ledger, run_id="r1", agency_codes=codes,
+                                   pseudonym_key=b"k")
+        assert first.status == "staged", first.error
+        hashed: list = []
+        real = ingest.sha256_file
+        monkeypatch.setattr(ingest, "sha256_file", lambda p: hashed.append(p) or real(p))
+        again = ingest.ingest_file(f, warehouse=wh, ledger=ledger, run_id="r2", agency_codes=codes,
+                                   pseudonym_key=b"k")
+        assert again.status == "duplicate" and again.duplicate_of == first.batch_id and hashed == []
+        # the same name with new content (an export overwritten in place) is read and staged again
+        work = tmp_path / "inbox"
+        shutil.copytree(inbox, work)
+        target = work / entry["path"]
+        target.write_bytes(target.read_bytes() + target.read_bytes().splitlines(keepends=True)[-1])
+        g = {x.rel: x for x in ingest.discover(work)}[entry["path"]]
+        third = ingest.ingest_file(g, warehouse=wh, ledger=ledger, run_id="r3", agency_codes=codes,
+                                   pseudonym_key=b"k")
+        assert hashed and third.status == "staged" and third.rows_raw == first.rows_raw + 1
+    finally:
+        ledger.dispose()
+
+
+def test_an_older_ledger_gains_new_columns(tmp_path):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    eng = sa.create_engine(url)
+    with eng.begin() as c:  # a batches table as the first version of the ledger made it (no mtime_ns)
+        c.exec_driver_sql("CREATE TABLE batches (batch_id VARCHAR(64) PRIMARY KEY, path TEXT, size_bytes BIGINT, "
+                          "sha256 VARCHAR(64), status VARCHAR(16))")
+        c.exec_driver_sql("INSERT INTO batches VALUES ('b0', 'x.csv', 10, 'aa', 'passed')")
+    eng.dispose()
+    ledger = Ledger(url)
+    try:
+        cols = {c["name"] for c in sa.inspect(ledger.engine).get_columns("batches")}
+        assert "mtime_ns" in cols and ledger.known_file("x.csv", 10, 1) is None
+        assert ledger.ingested_batch_for("aa") == "b0"
+    finally:
+        ledger.dispose()
