@@ -432,3 +432,23 @@ def hold_batch(warehouse: Path, source: str, entity: str, batch_id: str) -> Path
     dst = dst_dir / src.name
     src.replace(dst)
     return dst
+
+
+def held_batches(warehouse: Path) -> list[Path]:
+    """Staged files a critical quality check is holding out of core and marts."""
+    root = Path(warehouse) / HELD_DIR
+    return sorted(root.glob("stg_*/*.parquet")) if root.is_dir() else []
+
+
+def release_batch(warehouse: Path, ledger: Ledger, batch_id: str, reason: str) -> Path:
+    """An operator's decision that a held batch is right after all: its staged file goes back to staging, the
+    ledger records who-knows-why as ``reason``, and the next run takes it into core and marts."""
+    matches = [p for p in held_batches(warehouse) if p.stem == batch_id]
+    if not matches:
+        raise FileNotFoundError(f"batch {batch_id} is not held in {Path(warehouse) / HELD_DIR}")
+    src = matches[0]
+    dst = store.table_dir(warehouse, src.parent.name) / src.name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    src.replace(dst)
+    ledger.finish_batch(batch_id, "passed", error=f"released by an operator after the quality gate held it: {reason}")
+    return dst

@@ -119,3 +119,38 @@ def test_a_mart_breaking_its_contract_is_not_published(prefect_harness, tmp_path
     assert "mart_kpi__agency_period" in state.message and "contract violated" in state.message
     assert _marts(wh) == before
     assert len(hooks) == 1 and "mart_kpi__agency_period" in hooks[0]["json"]["message"]
+
+
+def test_an_operator_releases_a_held_batch_and_the_next_run_uses_it(prefect_harness, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.nightly import nightly
+    from tthc.cli import app
+
+    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
+    generate_inbox(inbox, seed=13, scale=0.2)
+    monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "k")
+    monkeypatch.setenv("TTHC_ALERT_URLS", "")
+    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
+        monkeypatch.delenv(k, raising=False)
+    src = next(p for p in sorted((inbox / "one_stop" / "dossiers").glob("*.csv")) if "cp1258" not in p.name
+               and "loi_font" not in p.name)
+    _bad_export(src, inbox / "one_stop" / "dossiers" / "export_loi_han.csv")
+    assert nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True).is_failed()
+    before = _marts(wh)
+    listed = CliRunner().invoke(app, ["release", "--warehouse", str(wh)])
+    held = [p.stem for p in (wh / "_held" / "stg_one_stop__dossiers").glob("*.parquet")]
+    assert len(held) == 1 and held[0] in listed.output
+    assert CliRunner().invoke(app, ["release", held[0], "--warehouse", str(wh)]).exit_code != 0  # no reason
+    res = CliRunner().invoke(app, ["release", held[0], "--warehouse", str(wh), "--reason", "checked with xã"])
+    assert res.exit_code == 0, res.output
+    assert (wh / "stg_one_stop__dossiers" / f"{held[0]}.parquet").exists()
+    again = nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True)
+    assert again.is_completed(), again.message
+    assert _marts(wh) != before  # the released versions (later Ngày cập nhật) now win in core and marts
+    ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
+    try:
+        row = next(b for b in ledger.recent_batches(100) if b["batch_id"] == held[0])
+    finally:
+        ledger.dispose()
+    assert row["status"] == "passed" and "checked with xã" in row["error"]

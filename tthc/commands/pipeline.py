@@ -138,3 +138,38 @@ def status(
         console.print(_batch_table(ledger.recent_batches(limit), "Recent batches"))
     finally:
         ledger.dispose()
+
+
+@app.command()
+def release(
+    batch_id: str = typer.Argument(None, help="The held batch to release; omit to list the held batches"),
+    reason: str = typer.Option(None, "--reason", help="Why the batch is right after all (kept in the ledger)"),
+    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
+) -> None:
+    """List batches the quality gate is holding, or release one into core and marts at the next run."""
+    from transforms import ingest
+    from warehouse.ledger import Ledger
+    from warehouse.lock import warehouse_lock
+
+    s = get_settings(warehouse=warehouse)
+    if batch_id is None:
+        held = ingest.held_batches(s.warehouse)
+        t = Table(title=f"Held batches in {s.warehouse}")
+        t.add_column("batch")
+        t.add_column("table")
+        for p in held:
+            t.add_row(p.stem, p.parent.name)
+        console.print(t if held else "No batch is held.")
+        return
+    if not reason:
+        raise typer.BadParameter("say why with --reason (it is kept in the ledger)")
+    with warehouse_lock(s.warehouse, wait_seconds=60):
+        ledger = Ledger(s.resolved_ledger_url)
+        try:
+            dst = ingest.release_batch(s.warehouse, ledger, batch_id, reason)
+        except FileNotFoundError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        finally:
+            ledger.dispose()
+    console.print(f"released {batch_id} -> {dst}; the next run builds it into core and marts")
