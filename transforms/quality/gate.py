@@ -99,6 +99,30 @@ def _validity(settings) -> dict | None:
     return out
 
 
+def check_result(r: dict, table: str, fname: str, batch_id: str = "") -> CheckResult:
+    """One evaluated expectation (``rules.evaluate``) as the gate's result, with its plain-words message."""
+    e = r["exp"]
+    rule = e["meta"]["rule"]
+    return CheckResult(
+        name=rule, severity=e["meta"]["severity"], success=r["success"],
+        unexpected_count=r["unexpected_count"], unexpected_percent=round(r["unexpected_percent"], 4),
+        examples=r["examples"], message=_message(table, fname, rule, r), expectation_type=e["type"],
+        element_count=r["element_count"],
+        kind="batch_rule" if e["type"].startswith("expect_table") or e["type"] in (
+            "expect_column_to_exist", "expect_column_values_to_be_of_type") else "row_rule",
+        observed=r["observed"], table=table, batch_id=batch_id, source_file=fname)
+
+
+def attach_gx(gx_runner, df, table: str, batch_id: str, suite: dict, results: list[CheckResult]) -> float:
+    """Run the GX checkpoint on the sample and file its verdicts beside DuckDB's; returns GX's seconds."""
+    g0 = time.perf_counter()
+    gx = gx_runner.validate_sample(table, batch_id, suite, df)
+    for cr in results:
+        if cr.name in gx:
+            cr.observed["gx_sample"] = {**gx[cr.name], "sample_rows": len(df)}
+    return time.perf_counter() - g0
+
+
 def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_id=None, settings=None,
                 as_of: date | None = None) -> GateResult:
     warehouse = Path(warehouse)
@@ -120,17 +144,7 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
                                       ).fetchone()[0]
         fname = Path(source_file).name if source_file else batch_id
         label = f"{table}, file {fname}"
-        results: list[CheckResult] = []
-        for r in raw:
-            e = r["exp"]
-            results.append(CheckResult(
-                name=e["meta"]["rule"], severity=e["meta"]["severity"], success=r["success"],
-                unexpected_count=r["unexpected_count"], unexpected_percent=round(r["unexpected_percent"], 4),
-                examples=r["examples"], message=_message(table, fname, e["meta"]["rule"], r),
-                expectation_type=e["type"], element_count=r["element_count"],
-                kind="batch_rule" if e["type"].startswith("expect_table") or e["type"] in (
-                    "expect_column_to_exist", "expect_column_values_to_be_of_type") else "row_rule",
-                observed=r["observed"]))
+        results = [check_result(r, table, fname) for r in raw]
         # history
         idx = history.batch_index(con, warehouse, table)
         pos = next((i for i, b in enumerate(idx) if b["batch_id"] == batch_id), len(idx))
@@ -152,12 +166,7 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
         if n_sample > 0 and profile["rows"] > 0:
             failed = [r for r in raw if not r["success"]]
             gx_runner, df = _gx_sample(con, path, suite, profile["types"], failed, id_column, n_sample)
-            g0 = time.perf_counter()
-            gx = gx_runner.validate_sample(table, batch_id, suite, df)
-            gx_seconds = time.perf_counter() - g0
-            for cr in results:
-                if cr.name in gx:
-                    cr.observed["gx_sample"] = {**gx[cr.name], "sample_rows": len(df)}
+            gx_seconds = attach_gx(gx_runner, df, table, batch_id, suite, results)
     finally:
         con.close()
     for cr in results:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from transforms.quality import rules
-from transforms.quality.model import CheckResult, GateResult
+from transforms.quality.model import GateResult
 from warehouse.store import PARQUET_GLOB, table_files, table_glob
 
 EXAMPLES = 5
@@ -243,7 +243,7 @@ def validate_table(path: Path | list[Path], table: str, *, ledger=None, run_id=N
     published reference tables (core_procedures, core_agencies). ``gx_sample_rows`` (default: settings'
     ``dq_gx_sample_rows``, else 5,000) bounds the GX checkpoint's random sample; 0 skips GX.
     """
-    from transforms.quality.gate import _message, ledger_rows
+    from transforms.quality.gate import attach_gx, check_result, ledger_rows
 
     files = _files(path)
     missing = [f for f in files if not f.exists()]
@@ -263,26 +263,10 @@ def validate_table(path: Path | list[Path], table: str, *, ledger=None, run_id=N
     try:
         raw, profile = evaluate(con, files, suite, Path(warehouse))
         t1 = time.perf_counter()
-        results: list[CheckResult] = []
-        for r in raw:
-            e = r["exp"]
-            rule = e["meta"]["rule"]
-            results.append(CheckResult(
-                name=rule, severity=e["meta"]["severity"], success=r["success"],
-                unexpected_count=r["unexpected_count"], unexpected_percent=round(r["unexpected_percent"], 4),
-                examples=r["examples"], message=_message(table, fname, rule, r), expectation_type=e["type"],
-                element_count=r["element_count"],
-                kind="batch_rule" if e["type"].startswith("expect_table") or e["type"] in (
-                    "expect_column_to_exist", "expect_column_values_to_be_of_type") else "row_rule",
-                observed=r["observed"], table=table, batch_id=batch_id, source_file=fname))
+        results = [check_result(r, table, fname, batch_id) for r in raw]
         if gx_sample_rows > 0 and profile["rows"] > 0:
             gx_runner, df = _gx_sample(con, files, suite, profile["types"], raw, gx_sample_rows)
-            g0 = time.perf_counter()
-            gx = gx_runner.validate_sample(table, batch_id, suite, df)
-            gx_seconds = time.perf_counter() - g0
-            for cr in results:
-                if cr.name in gx:
-                    cr.observed["gx_sample"] = {**gx[cr.name], "sample_rows": len(df)}
+            gx_seconds = attach_gx(gx_runner, df, table, batch_id, suite, results)
     finally:
         con.close()
     gr = GateResult(table=table, batch_id=batch_id, source_file=fname, rows=profile["rows"], results=results,
