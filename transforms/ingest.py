@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -407,10 +406,6 @@ def summarize(outcomes: list[FileOutcome]) -> dict:
         s["rows_staged"] += o.rows_staged
         s["rows_quarantined"] += o.rows_quarantined
     return s
-
-
-def outcomes_json(outcomes: list[FileOutcome]) -> str:
-    return json.dumps([o.as_dict() for o in outcomes], ensure_ascii=False, default=str)
 
 
 HELD_DIR = "_held"
