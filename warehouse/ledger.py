@@ -56,7 +56,8 @@ batches = sa.Table(
     sa.Column("rows_staged", sa.BigInteger),
     sa.Column("rows_quarantined", sa.BigInteger),
     sa.Column("unknown_columns", sa.Text),
-    # running -> staged -> (gate) passed | gate_failed ; rejected (file unreadable) ; failed (crash or error)
+    # running -> staged -> (gate) passed | gate_failed ; rejected (file unreadable) ; failed (crash or error) ;
+    # duplicate (its content turned out, once hashed, to be a batch's already taken; its files removed)
     sa.Column("status", sa.String(16), index=True),
     sa.Column("error", sa.Text),
     sa.Column("started_at", sa.DateTime),
@@ -178,6 +179,15 @@ class Ledger:
                 batches.c.sha256.is_not(None), batches.c.status.in_(DONE_STATUSES + ("rejected",))
             ).limit(1)).first()
         return (row[0], row[1]) if row else None
+
+    def size_seen(self, size: int) -> bool:
+        """Whether a file of exactly this size was taken before (a copy of it would have this size)."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(batches.c.batch_id).where(
+                batches.c.size_bytes == size, batches.c.sha256.is_not(None)).limit(1)).first()
+            if row is None:
+                row = c.execute(sa.select(files.c.sha256).where(files.c.size_bytes == size).limit(1)).first()
+        return row is not None
 
     def record_file(self, sha256: str, size: int, path: str, source: str, entity: str, kind: str) -> None:
         with self.engine.begin() as c:
