@@ -466,6 +466,12 @@ def stage_raw_file(raw_file: Path, *, warehouse: Path, source: str, entity: str,
 
 
 
+# Raw and staged batch files are LZ4 (Parquet LZ4_RAW), not the zstd level 1 of the other tables. Measured on 1M
+# dossier rows: raw write 0.99 -> 0.75 CPU-s, staged write 0.74 -> 0.55 CPU-s, and a full read of the staged file
+# (what a core build does) 0.45 -> 0.36 CPU-s; the files are ~1.6x larger (raw 67 -> 111 MB, staged 71 -> 112 MB).
+INGEST_COMPRESSION = "lz4"
+
+
 def batch_writer(warehouse: Path, table: str, name: str, schema, **options) -> store.BatchFileWriter:
     """``store.BatchFileWriter`` (written aside, published atomically on close) with the ingest's memory pool.
 
@@ -488,7 +494,8 @@ def raw_writer(warehouse: Path, table: str, name: str, schema) -> store.BatchFil
     dictionary = [f.name for f in schema
                   if f.name in STG_CONSTANT or (f.name in cols and cols[f.name].type not in ("timestamp", "date")
                                                 and f.name not in c.key and not cols[f.name].pii)]
-    return batch_writer(warehouse, table, name, schema, write_statistics=stats, use_dictionary=dictionary)
+    return batch_writer(warehouse, table, name, schema, write_statistics=stats, use_dictionary=dictionary,
+                        compression=INGEST_COMPRESSION)
 
 
 class ChunkStager:
@@ -556,7 +563,7 @@ class ChunkStager:
                       if f.name in STG_CONSTANT or (types.get(f.name) in repeat and f.name not in c.key
                                                     and f.name not in pseudonyms)]
         return batch_writer(self.warehouse, stg_table(self.source, self.entity), self.batch_id, schema,
-                                  use_dictionary=dictionary)
+                            use_dictionary=dictionary, compression=INGEST_COMPRESSION)
 
     @staticmethod
     def _with_constants(staged, chunk):

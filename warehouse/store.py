@@ -108,7 +108,8 @@ class BatchFileWriter:
         self.schema = schema
         self.rows = 0
         options.setdefault("compression", "zstd")
-        options.setdefault("compression_level", 1)
+        if options["compression"] == "zstd":
+            options.setdefault("compression_level", 1)
         self._writer = pq.ParquetWriter(self.tmp, schema, **options)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
