@@ -4,8 +4,10 @@
 
 Generates N dossier versions as a flat CSV export (tthc.sample.bulk), then, each in a fresh child process so peak
 RSS is its own:
-- floor: one DuckDB statement, COPY (SELECT <the same typing: dates, codes, yes/no, money, pseudonym> FROM
-  read_csv(...)) TO parquet; no raw layer, no row rules, no quarantine, no ledger;
+- floor: one DuckDB statement, COPY (SELECT <the same typing: dates, codes, yes/no, money, the keyed HMAC-SHA256
+  pseudonym> FROM read_csv(...)) TO parquet; no raw layer, no row rules, no quarantine, no ledger. The bench checks
+  that the floor's rows equal the pipeline's staged rows on every column both produce, so the floor is the same
+  work done the shortest way, not less work;
 - pipeline: transforms.ingest.ingest_file: the CSV reader (streaming pyarrow), raw Parquet with lineage, staging
   with every row rule, quarantine, the ledger.
 With ``--repeat K`` both run K times, alternating, and each keeps its fastest run (the wall times of this machine
@@ -45,11 +47,26 @@ COPY (
          "Có thành phần số hóa" = 'Có' AS has_digitized_components, "Có kết quả điện tử" = 'Có' AS has_e_result,
          "Tái sử dụng dữ liệu số hóa" = 'Có' AS reused_digitized_data,
          TRY_CAST(regexp_replace("Lệ phí", '[^0-9]', '', 'g') AS BIGINT) AS fee_vnd,
-         sha256("Số giấy tờ chủ hồ sơ") AS applicant_pseudonym,
+         -- the pipeline's keyed pseudonym, HMAC-SHA256 (RFC 2104) with the bench key, written out
+         sha256(unhex('{opad}') || unhex(sha256(unhex('{ipad}') || encode("Số giấy tờ chủ hồ sơ"))))
+           AS applicant_pseudonym,
          try_strptime("Ngày cập nhật", '%d/%m/%Y %H:%M:%S') AS updated_at
   FROM read_csv(?, all_varchar = true, header = true)
 ) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
 """
+
+
+KEY = b"bench-key"  # the pseudonym key of both sides
+# the columns both sides produce; the bench checks the floor's rows equal the pipeline's staged rows on them
+COMPARED = ["dossier_id", "procedure_code", "procedure_name", "field_code", "field_name", "agency_code", "channel",
+            "status", "submitted_at", "received_at", "due_at", "finished_at", "returned_at", "supplement_count",
+            "supplement_requested_at", "supplement_received_at", "has_digitized_components", "has_e_result",
+            "reused_digitized_data", "fee_vnd", "applicant_pseudonym", "updated_at"]
+
+
+def _pads(key: bytes) -> tuple[str, str]:
+    k = key.ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in k).hex(), bytes(b ^ 0x5C for b in k).hex()
 
 
 def _peak_mb() -> float:
@@ -70,7 +87,8 @@ def phase_floor(csv_path: Path, out: Path) -> dict:
     con = duckdb.connect()
     con.execute("SET memory_limit = '1GB'")
     con.execute("SET preserve_insertion_order = false")
-    con.execute(FLOOR_SQL.format(out=out / "floor.parquet"), [str(csv_path)])
+    ipad, opad = _pads(KEY)
+    con.execute(FLOOR_SQL.format(out=out / "floor.parquet", ipad=ipad, opad=opad), [str(csv_path)])
     rows = con.execute("SELECT count(*) FROM read_parquet(?)", [str(out / "floor.parquet")]).fetchall()[0][0]
     return {"rows": rows, "seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_s() - c0, "peak_rss_mb": _peak_mb()}
 
@@ -90,7 +108,7 @@ def phase_pipeline(csv_path: Path, out: Path, agencies: Path) -> dict:
     f = ingest.InboxFile(csv_path, "one_stop/dossiers/" + csv_path.name, "one_stop", "dossiers", "csv")
     t0, c0 = time.perf_counter(), _cpu_s()
     o = ingest.ingest_file(f, warehouse=wh, ledger=ledger, run_id="bench", agency_codes=codes,
-                           pseudonym_key=b"bench-key")
+                           pseudonym_key=KEY)
     secs, cpu = time.perf_counter() - t0, _cpu_s() - c0
     ledger.check_balance("bench")
     if o.status != "staged":
@@ -106,6 +124,21 @@ def _child(phase: str, csv_path: Path, out: Path, agencies: Path) -> dict:
     if res.returncode != 0:
         raise SystemExit(f"{phase} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _differing_rows(floor_file: Path, staged_dir: Path) -> int:
+    """Rows in one output and not the other (as multisets) on the compared columns: 0 when the floor did the
+    same typing as the pipeline's staging."""
+    import duckdb
+
+    cols = ", ".join(f'"{c}"' for c in COMPARED)
+    f = f"(SELECT {cols} FROM read_parquet('{floor_file}'))"
+    s = f"(SELECT {cols} FROM read_parquet('{staged_dir}/*.parquet'))"
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
+    return con.execute(f"SELECT (SELECT count(*) FROM ({f} EXCEPT ALL {s})) + "
+                       f"(SELECT count(*) FROM ({s} EXCEPT ALL {f}))").fetchone()[0]
 
 
 def main() -> None:
@@ -145,6 +178,7 @@ def main() -> None:
         runs["floor"].append(_child("floor", csv_path, work / "floor", agencies))
         runs["pipeline"].append(_child("pipeline", csv_path, work / "pipe", agencies))
     floor, pipe = (min(runs[k], key=lambda r: r["seconds"]) for k in ("floor", "pipeline"))
+    differing = _differing_rows(work / "floor" / "floor.parquet", work / "pipe" / "wh" / "stg_one_stop__dossiers")
     ratio = pipe["seconds"] / floor["seconds"]
     print(f"machine: {os.cpu_count()} cores; input: {a.rows:,} dossier versions, {size_mb:,.0f} MB CSV "
           f"(generated in {gen_s:.1f} s)")
@@ -157,6 +191,8 @@ def main() -> None:
         print(f"{name:<10} {r['rows']:>12,} {r['seconds']:>9.2f} {r['cpu_seconds']:>8.2f} "
               f"{r['rows'] / r['seconds']:>12,.0f} {r['peak_rss_mb']:>12,.0f} {r['seconds'] / floor['seconds']:>8.2f}")
     print(f"pipeline: {pipe['staged']:,} staged, {pipe['quarantined']:,} quarantined")
+    print(f"floor output = pipeline staging on {len(COMPARED)} columns: "
+          + ("yes" if differing == 0 else f"NO, {differing:,} rows differ (the floor is not doing the same work)"))
     print(f"ratio={ratio:.2f} peak_rss_mb={pipe['peak_rss_mb']:.0f}")
 
 
