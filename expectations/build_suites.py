@@ -29,7 +29,7 @@ SUITES = HERE / "suites"
 ARROW_TYPES = {
     "string": "string", "agency": "string", "int": "int64", "money": "int64", "bool": "bool",
     "timestamp": "timestamp", "date": "date32", "code_list": "string", "supplement_list": "list",
-    "double": "double",
+    "double": "double", "map": "map",
 }
 # date order rules: (later column, earlier column) pairs per table, both must be set for the rule to apply
 DATE_ORDER = {
@@ -145,6 +145,9 @@ DERIVED_CODES: dict[str, dict[str, list]] = {
     "mart_kpi__agency_period": {"period_type": PERIOD_TYPES, "agency_level": AGENCY_LEVELS},
     "mart_766__agency_period": {"period_type": PERIOD_TYPES},
     "mart_tt01_form06__agency_period": {"period_basis": ["calendar", "cutoff_15"], "period_type": PERIOD_TYPES},
+    "mart_dq__agency_source_period": {"source": ["one_stop", "dvc_portal"],
+                                      "entity": ["dossiers", "procedures", "payments", "ratings", "feedback",
+                                                 "e_certifications"]},
 }
 # columns never null (besides the key and the staged contract's required columns): flags the build coalesces
 DERIVED_NOT_NULL = {
@@ -158,6 +161,8 @@ DERIVED_NOT_NULL = {
     "mart_kpi__agency_period": ["period_start", "period_end", "numerator"],
     "mart_766__agency_period": ["numerator", "denominator"],
     "mart_tt01_form06__agency_period": [f"c{i:02d}" for i in range(3, 14)],   # expanded to full names below
+    "mart_dq__agency_source_period": ["rows_received", "rows_staged", "rows_quarantined", "quarantined_rate",
+                                      "rule_shares"],
 }
 # key columns whose emptiness is legitimate data, not a build error: reported (warning) instead of critical.
 # Form 06: a dossier whose procedure is unknown to the catalogue and that carries no Mã lĩnh vực has no field.
@@ -168,6 +173,7 @@ DERIVED_MIN = {
     "mart_kpi__agency_period": {"numerator": 0, "denominator": 0, "value": 0},
     "mart_766__agency_period": {"numerator": 0, "denominator": 0, "score": 0},
     "mart_tt01_form06__agency_period": {**{f"c{i:02d}": 0 for i in range(4, 14)}, "c03": 1},
+    "mart_dq__agency_source_period": {"rows_received": 1, "rows_staged": 0, "rows_quarantined": 0},
 }
 # rates in [0, 1]: (column, row_condition or None)
 RATES = {
@@ -175,6 +181,8 @@ RATES = {
     "mart_kpi__agency_period": [("value", "kpi_code not in ['e_certified_copies']"),
                                 ("target", "kpi_code not in ['e_certified_copies']")],
     "mart_766__agency_period": [("ratio", None)],
+    "mart_dq__agency_source_period": [("quarantined_rate", None), ("digitization_completeness", None),
+                                      ("e_result_completeness", None), ("channel_completeness", None)],
 }
 # a <= b on the same row: (a, b, severity, row_condition, mostly, rule note). Numerator <= denominator holds for
 # every KPI and 766 indicator: each numerator counts a subset of the records its denominator counts
@@ -276,6 +284,15 @@ IDENTITIES: dict[str, list[tuple[str, str, str]]] = {
         ("no_score_for_3.3_3.6", "indicator_code IN ('3.3', '3.6') AND score IS NOT NULL", "critical"),
     ],
     "mart_tt01_form06__agency_period": [(name, cond, "critical") for name, cond in F06_IDENTITIES],
+    "mart_dq__agency_source_period": [
+        ("rows_received=rows_staged+rows_quarantined",
+         "rows_received IS DISTINCT FROM rows_staged + rows_quarantined", "critical"),
+        ("quarantined_rate=rows_quarantined/rows_received",
+         "abs(quarantined_rate - rows_quarantined / rows_received) > 1e-9", "critical"),
+        # each rule's share counts rows of the quarantined ones: together they make the quarantined rate
+        ("sum(rule_shares)=quarantined_rate",
+         "abs(coalesce(list_sum(map_values(rule_shares)), 0) - quarantined_rate) > 1e-9", "critical"),
+    ],
 }
 # values that must exist in another rebuilt table (read from its published file): (column, table.column, severity)
 REFERENCES = {

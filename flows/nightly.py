@@ -173,7 +173,6 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
     ``backfill_from``/``backfill_to``: re-pull that window of every configured source (watermarks untouched)
     and rebuild every period; running the same backfill twice gives identical marts.
     """
-    from transforms.quality import mart_dq
     from transforms.quality.report import build_reports
 
     log = get_run_logger()
@@ -224,14 +223,15 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
 
         # 4. core and marts, only from batches that passed
         build = build_task(wh, settings, as_of, passed, full_rebuild, run_id)
-        mart_dq.build(wh)
+        dq_violation = _build_mart_dq(wh, settings, run_id, ledger, log)
 
         # 5. reports, artifacts, alerts
         rejected = ([{"file": o.rel, "message": o.error} for o in outcomes if o.status in ("rejected", "failed")]
                     + [{"file": f"pull {p.source}/{p.entity} ({p.kind})", "message": p.error}
                        for p in pulls if p.status == "failed"]
                     + ([{"file": "core/marts", "message": build["contract_violation"]}]
-                       if build.get("contract_violation") else []))
+                       if build.get("contract_violation") else [])
+                    + ([{"file": "mart_dq", "message": dq_violation}] if dq_violation else []))
         reports = build_reports(wh, run_id, gate_results, rejected=rejected)
         summary = ingest.summarize(outcomes)
         summary.update({"batches_passed": len(passed), "batches_held": len(held),
@@ -250,6 +250,7 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
         problems = ([o.error or o.rel for o in outcomes if o.status in ("rejected", "failed")]
                     + [g.summary_line() for g in held]
                     + ([build["contract_violation"]] if build.get("contract_violation") else [])
+                    + ([dq_violation] if dq_violation else [])
                     + [p.error or p.source for p in pulls if p.status in ("failed", "gate_failed")])
         ledger.finish_run(run_id, "failed" if problems else "completed",
                           {**summary, "as_of": str(as_of), "build": build})
@@ -257,6 +258,21 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
             return Failed(message="; ".join(problems))
         return Completed(message=f"{summary['staged']} file(s) staged, {len(pulls)} pull(s); "
                                  f"core/marts: {build.get('rebuild')} ({build.get('reason')})")
+
+
+def _build_mart_dq(wh: Path, settings: Settings, run_id: str, ledger: Ledger, log) -> str | None:
+    """The data-quality mart, checked against its contract before it replaces the published one; the
+    violation's message when it broke a critical rule (the previous mart then stays)."""
+    from transforms.quality import mart_dq
+    from transforms.quality.tables import ContractViolation
+
+    try:
+        with validation(_contract_checks(wh, settings, run_id, ledger)):
+            mart_dq.build(wh)
+    except ContractViolation as exc:
+        log.error("%s", exc)
+        return str(exc)
+    return None
 
 
 def _summary_markdown(run_id: str, as_of: date, outcomes: list[ingest.FileOutcome], build: dict) -> str:

@@ -334,8 +334,13 @@ def test_ledger_on_postgresql(clean_run):
         with eng.connect() as c:
             runs = c.execute(sa.text("SELECT status, summary_json FROM runs")).all()
             n_dq = c.execute(sa.text("SELECT count(*) FROM dq_results")).scalar()
+            # the data-quality mart is checked against its contract like the other marts, all rules passing
+            dq_mart = c.execute(sa.text("SELECT check_name, success FROM dq_results "
+                                        "WHERE table_name = 'mart_dq__agency_source_period'")).all()
     finally:
         eng.dispose()
     assert [r[0] for r in runs] == ["completed"]
     assert json.loads(runs[0][1])["staged"] == len(clean_run.manifest["files"])
     assert n_dq > 0  # the gate recorded its checks in the same ledger
+    names = {r[0] for r in dq_mart}
+    assert "identity:rows_received=rows_staged+rows_quarantined" in names and all(r[1] for r in dq_mart), dq_mart

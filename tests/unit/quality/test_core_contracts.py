@@ -196,3 +196,20 @@ def test_validator_keeps_the_previous_table_and_records_the_ledger(sample_wareho
         assert all(r["success"] for r in led.dq_history(run_id="r1"))
     finally:
         led.dispose()
+
+
+def test_dq_mart_counts_that_do_not_add_up_are_critical(sample_warehouse, tmp_path):
+    """mart_dq__agency_source_period: received = staged + quarantined, and the rules' shares make the quarantined
+    rate; one row with a quarantined row too many breaks both, and nothing else."""
+    dq = "mart_dq__agency_source_period"
+    p = _craft(sample_warehouse, tmp_path, dq, """
+        WITH one AS (SELECT agency_code, source, entity, period FROM t WHERE rows_quarantined > 0
+                     ORDER BY ALL LIMIT 1)
+        SELECT t.* REPLACE (t.rows_quarantined + CASE WHEN one.period IS NULL THEN 0 ELSE 1 END
+                              AS rows_quarantined)
+        FROM t LEFT JOIN one USING (agency_code, source, entity, period)""")
+    g = validate_table(p, dq, gx_sample_rows=0)
+    assert _critical(g, "identity:rows_received=rows_staged+rows_quarantined").unexpected_count == 1
+    assert _critical(g, "identity:quarantined_rate=rows_quarantined/rows_received").unexpected_count == 1
+    assert {r.name for r in g.criticals} == {"identity:rows_received=rows_staged+rows_quarantined",
+                                            "identity:quarantined_rate=rows_quarantined/rows_received"}
