@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/marts.py --rows 5000000
 
-1. generates N dossier versions as a flat-export CSV (tthc.sample.bulk.write_dossier_csv) and stages them with the
-   pipeline's ingest (not timed here: that is the staging benchmark's business);
+1. generates N dossier versions as a flat-export CSV (tthc.sample.bulk.write_dossier_csv) and the procedure
+   catalogue (two dated versions; about one dossier in ten is exported without a due date, which then comes from the
+   legal time in working days), and stages them with the pipeline's ingest (not timed here: that is the staging
+   benchmark's business);
 2. floor (child process): one hand-written DuckDB query that reads the staged dossiers, keeps the latest version
-   of each and computes monthly population, on-time, online and digitisation counts by the rules of kpis.md (the
-   bench checks they equal the built mart's province rows, so the floor does the same counting, not less);
+   of each and computes monthly population, on-time, online and digitisation counts by the rules of kpis.md (due
+   date fallback included, on the same working-day calendar; the bench checks the counts equal the built mart's
+   province rows, so the floor does the same counting, not less);
 3. build (child process): transforms.core.build_core + transforms.marts.build_marts (all periods, both bases);
 4. with ``--incremental``: one night's new versions (``--night-rows``, default 20,000: updates of dossiers received
    in the last two months, some resolved, plus new dossiers received in the last days, all updated in the last
@@ -36,14 +39,28 @@ WITH d AS (
     SELECT * FROM read_parquet('{glob}', union_by_name=true)
     QUALIFY row_number() OVER (PARTITION BY dossier_id ORDER BY updated_at DESC, _ingested_at DESC,
                                                       _batch_id DESC, _source_row DESC) = 1
+), pv AS (  -- catalogue versions: the one in force on a day is the latest dated on or before it, else the first
+    SELECT procedure_code, legal_days, CAST(updated_at AS DATE) AS vd,
+           row_number() OVER (PARTITION BY procedure_code ORDER BY updated_at) AS vn,
+           lead(CAST(updated_at AS DATE)) OVER (PARTITION BY procedure_code ORDER BY updated_at) AS vto
+    FROM (SELECT DISTINCT procedure_code, legal_days, updated_at FROM read_parquet('{proc_glob}'))
 ), r AS (
-    SELECT CAST(received_at AS DATE) AS rd,
-           coalesce(CAST(finished_at AS DATE),
-                    CASE WHEN status BETWEEN 7 AND 10 THEN CAST(returned_at AS DATE) END) AS ed,
-           CAST(due_at AS DATE) AS due, channel, has_digitized_components AS dig,
-           coalesce(supplement_count, 0) AS sc, CAST(supplement_requested_at AS DATE) AS sq,
-           CAST(supplement_received_at AS DATE) AS sr
-    FROM d WHERE status NOT IN (1, 3) AND received_at IS NOT NULL
+    SELECT CAST(d.received_at AS DATE) AS rd,
+           coalesce(CAST(d.finished_at AS DATE),
+                    CASE WHEN d.status BETWEEN 7 AND 10 THEN CAST(d.returned_at AS DATE) END) AS ed,
+           -- no due date exported: the legal time in working days from the received date
+           coalesce(CAST(d.due_at AS DATE),
+                    CASE WHEN pv.legal_days = 0 THEN CAST(d.received_at AS DATE)
+                         WHEN pv.legal_days > 0 THEN w.day END) AS due,
+           d.channel, d.has_digitized_components AS dig,
+           coalesce(d.supplement_count, 0) AS sc, CAST(d.supplement_requested_at AS DATE) AS sq,
+           CAST(d.supplement_received_at AS DATE) AS sr
+    FROM d LEFT JOIN pv ON pv.procedure_code = d.procedure_code
+                       AND (pv.vn = 1 OR CAST(d.received_at AS DATE) >= pv.vd)
+                       AND (pv.vto IS NULL OR CAST(d.received_at AS DATE) < pv.vto)
+    LEFT JOIN cal_days c ON c.day = CAST(d.received_at AS DATE)
+    LEFT JOIN cal_days w ON w.is_working AND w.wd_index = c.wd_index + pv.legal_days
+    WHERE d.status NOT IN (1, 3) AND d.received_at IS NOT NULL
 ), m AS (
     SELECT range AS m FROM range(CAST(date_trunc('month', DATE '2023-01-01') AS TIMESTAMP),
                                  TIMESTAMP '{as_of}', INTERVAL 1 MONTH)
@@ -84,10 +101,16 @@ sys.path.insert(0, {root!r})
 wh, agencies, step = Path({wh!r}), Path({agencies!r}), {step!r}
 t0 = time.perf_counter()
 if step == "floor":
+    from transforms.calendar import get_calendar
     from transforms.core import duck
     from warehouse.store import table_glob
     con = duck(wh)
-    counts = con.execute({floor!r}.format(glob=table_glob(wh, "stg_one_stop__dossiers"), as_of={as_of!r})).fetchall()
+    # reference data: the working-day calendar (day, wd_index = working days up to it, is_working)
+    cal = get_calendar().working_day_table(date(2020, 1, 1), date(2030, 12, 31))
+    con.execute("CREATE TEMP TABLE cal_days AS SELECT * FROM cal")
+    counts = con.execute({floor!r}.format(glob=table_glob(wh, "stg_one_stop__dossiers"),
+                                          proc_glob=table_glob(wh, "stg_dvc_portal__procedures"),
+                                          as_of={as_of!r})).fetchall()
     rows = len(counts)
     Path({result!r}).with_suffix(".counts.json").write_text(json.dumps([[str(c[0]), *c[1:]] for c in counts]))
 elif step == "build":
@@ -137,6 +160,20 @@ def run_child(step: str, wh: Path, agencies: Path) -> dict:
     return json.loads(result.read_text())
 
 
+def write_catalogue(folder: Path) -> None:
+    """The sample province's procedure catalogue as exported on its two snapshot dates: the bulk dossiers use these
+    procedures, and a dossier exported without a due date gets one from the legal time of the version in force."""
+    from tthc.sample import refdata as R
+    from tthc.sample import simulate as S
+    from tthc.sample.inbox import PROCEDURE_COLUMNS, Row, Style, write_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for snap in (R.SNAPSHOT_1, R.SNAPSHOT_2):
+        rows = [Row(r, None, r["procedure_code"]) for r in S.procedure_rows(snap)]
+        write_csv(folder / f"danhmuc_tthc_{snap:%Y%m%d}.csv", PROCEDURE_COLUMNS, [h for _k, h in PROCEDURE_COLUMNS],
+                  rows, Style())
+
+
 def stage(n_rows: int, work: Path) -> tuple[Path, Path, float]:
     from transforms.ingest import discover, ingest_file, load_agencies
     from tthc.sample.bulk import write_agencies_csv, write_dossier_csv
@@ -146,6 +183,7 @@ def stage(n_rows: int, work: Path) -> tuple[Path, Path, float]:
     (inbox / "one_stop" / "dossiers").mkdir(parents=True)
     agencies = write_agencies_csv(inbox / "agencies.csv")
     write_dossier_csv(inbox / "one_stop" / "dossiers" / "bulk.csv", n_rows, seed=1)
+    write_catalogue(inbox / "dvc_portal" / "procedures")
     wh.mkdir()
     t0 = time.perf_counter()
     ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
