@@ -5,7 +5,7 @@
 Generates N dossier versions as a flat CSV export (tthc.sample.bulk), then, each in a fresh child process so peak
 RSS is its own:
 - floor: one DuckDB statement, COPY (SELECT <the same typing: dates, codes, yes/no, money, the keyed HMAC-SHA256
-  pseudonym> FROM read_csv(...)) TO parquet; no raw layer, no row rules, no quarantine, no ledger. The bench checks
+  pseudonym> FROM read_csv(...)) TO parquet, in the staged files' codec (LZ4); no raw layer, no row rules, no quarantine, no ledger. The bench checks
   that the floor's rows equal the pipeline's staged rows on every column both produce, so the floor is the same
   work done the shortest way, not less work;
 - pipeline: transforms.ingest.ingest_file: the CSV reader (streaming pyarrow), raw Parquet with lineage, staging
@@ -52,9 +52,11 @@ COPY (
            AS applicant_pseudonym,
          try_strptime("Ngày cập nhật", '%d/%m/%Y %H:%M:%S') AS updated_at
   FROM read_csv(?, all_varchar = true, header = true)
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+) TO '{out}' (FORMAT parquet, COMPRESSION {compression})
 """
 
+
+from transforms.staging import INGEST_COMPRESSION  # noqa: E402
 
 KEY = b"bench-key"  # the pseudonym key of both sides
 # the columns both sides produce; the bench checks the floor's rows equal the pipeline's staged rows on them
@@ -88,7 +90,9 @@ def phase_floor(csv_path: Path, out: Path) -> dict:
     con.execute("SET memory_limit = '1GB'")
     con.execute("SET preserve_insertion_order = false")
     ipad, opad = _pads(KEY)
-    con.execute(FLOOR_SQL.format(out=out / "floor.parquet", ipad=ipad, opad=opad), [str(csv_path)])
+    # written in the codec of the pipeline's staged files (transforms.staging.INGEST_COMPRESSION): same output
+    con.execute(FLOOR_SQL.format(out=out / "floor.parquet", ipad=ipad, opad=opad, compression=INGEST_COMPRESSION),
+                [str(csv_path)])
     rows = con.execute("SELECT count(*) FROM read_parquet(?)", [str(out / "floor.parquet")]).fetchall()[0][0]
     return {"rows": rows, "seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_s() - c0, "peak_rss_mb": _peak_mb()}
 
