@@ -10,7 +10,7 @@ RSS is its own:
   work done the shortest way, not less work;
 - pipeline: transforms.ingest.ingest_file: the CSV reader (streaming pyarrow), raw Parquet with lineage, staging
   with every row rule, quarantine, the ledger.
-With ``--repeat K`` both run K times, alternating, and each keeps its fastest run (the wall times of this machine
+With ``--repeat K`` (default 3) both run K times, alternating, and each keeps its fastest run (the wall times of this machine
 vary by 10-30 % from run to run with other work on the host; the minimum is the least disturbed).
 Prints a table and, last, ``ratio=<pipeline/floor> peak_rss_mb=<pipeline peak>``.
 """
@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated files here")
-    ap.add_argument("--repeat", type=int, default=1,
+    ap.add_argument("--repeat", type=int, default=3,
                     help="run floor and pipeline this many times each (alternating) and keep each one's fastest run")
     ap.add_argument("--phase", choices=["floor", "pipeline"], help=argparse.SUPPRESS)
     ap.add_argument("--csv", type=Path, help=argparse.SUPPRESS)

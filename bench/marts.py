@@ -15,6 +15,8 @@
    in the last two months, some resolved, plus new dossiers received in the last days, all updated in the last
    days before as_of) land as a new staged batch, and (child process) transforms.core.update_core +
    build_marts for the periods transforms.plan says, timed; then the marts are checked equal to a full build.
+``--repeat K`` (default 3): floor and build run K times, alternating, and each keeps its fastest run (wall times on
+this machine vary 10-30 % with the host's other work; the minimum is the least disturbed).
 prints a table (step, rows, wall s, peak RSS MB, ratio) and the last line ``ratio=<build/floor> peak_rss_mb=<n>``.
 Peak RSS is each child's own VmHWM.
 """
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="after the full build, add one night's batch and time the incremental build")
     ap.add_argument("--night-rows", type=int, default=20_000, help="dossier versions of the night's batch")
     ap.add_argument("--check", action="store_true", help="with --incremental: compare with a full rebuild")
-    ap.add_argument("--repeat", type=int, default=1,
+    ap.add_argument("--repeat", type=int, default=3,
                     help="run floor and build this many times each (alternating) and keep each one's fastest run")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:

@@ -27,13 +27,13 @@ def _bench(script: str, *args: str) -> list[str]:
 
 
 def test_ingest_floor_types_exactly_like_the_pipeline(tmp_path):
-    out = _bench("ingest.py", "--rows", "20000", "--seed", "5", "--workdir", str(tmp_path))
+    out = _bench("ingest.py", "--rows", "20000", "--seed", "5", "--repeat", "1", "--workdir", str(tmp_path))
     assert "floor output = pipeline staging on 22 columns: yes" in out, out
     assert "pipeline: 20,000 staged, 0 quarantined" in out
 
 
 def test_marts_floor_counts_like_the_marts_and_a_night_like_a_full_build(tmp_path):
-    out = _bench("marts.py", "--rows", "30000", "--incremental", "--check", "--work", str(tmp_path))
+    out = _bench("marts.py", "--rows", "30000", "--incremental", "--check", "--repeat", "1", "--work", str(tmp_path))
     assert "floor counts = mart counts (population, on time, online, digitised; 36 months): yes" in out, out
     assert any(line.startswith("incremental_s=") and line.endswith("marts_equal_full_rebuild=True")
                for line in out), out
