@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -159,68 +161,81 @@ def small_inbox(tmp_path_factory):
     return root, manifest
 
 
-def test_ingest_file_stages_once_then_duplicates_by_content(tmp_path, small_inbox):
+@dataclass
+class Desk:
+    """A sample inbox and an empty warehouse with its SQLite ledger: files go in one at a time."""
+    inbox: Path
+    manifest: dict
+    wh: Path
+    ledger: Ledger
+    codes: list[str]
+
+    def entry(self, name: str) -> dict:
+        return next(f for f in self.manifest["files"] if f["path"].endswith(name))
+
+    def file(self, rel: str, inbox: Path | None = None) -> ingest.InboxFile:
+        return {f.rel: f for f in ingest.discover(inbox or self.inbox)}[rel]
+
+    def take(self, f: ingest.InboxFile, run_id: str) -> ingest.FileOutcome:
+        return ingest.ingest_file(f, warehouse=self.wh, ledger=self.ledger, run_id=run_id, agency_codes=self.codes,
+                                  pseudonym_key=b"k")
+
+
+@pytest.fixture
+def desk(tmp_path, small_inbox):
     inbox, manifest = small_inbox
-    entry = next(f for f in manifest["files"] if f["path"].endswith("thanhtoan_2023_2024.csv"))
-    codes = [a["agency_code"] for a in ingest.load_agencies(inbox / "agencies.csv")]
     wh = tmp_path / "wh"
     wh.mkdir()
     ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
     try:
-        files = {f.rel: f for f in ingest.discover(inbox)}
-        out = ingest.ingest_file(files[entry["path"]], warehouse=wh, ledger=ledger, run_id="r1",
-                                 agency_codes=codes, pseudonym_key=b"k")
-        assert out.status == "staged", out.error
-        assert out.rows_raw == entry["data_rows"] == out.rows_staged + out.rows_quarantined
-        assert out.sha256 == entry["sha256"]
-        assert (wh / "raw_dvc_portal__payments" / f"{out.batch_id}.parquet").exists()
-        assert re.fullmatch(r"b\d{8}T\d{12}-[0-9a-f]{10}", out.batch_id)
-        # the same bytes under another name: not ingested again
-        copy = inbox / "dvc_portal" / "payments" / "copy_with_another_name.csv"
-        shutil.copyfile(inbox / entry["path"], copy)
-        files = {f.rel: f for f in ingest.discover(inbox)}
-        again = ingest.ingest_file(files["dvc_portal/payments/copy_with_another_name.csv"], warehouse=wh,
-                                   ledger=ledger, run_id="r2", agency_codes=codes, pseudonym_key=b"k")
-        assert again.status == "duplicate" and again.duplicate_of == out.batch_id
-        assert ledger.batches_of_run("r2") == []
-        assert len(list((wh / "raw_dvc_portal__payments").glob("*.parquet"))) == 1
-        ledger.check_balance()
-        (row,) = ledger.batches_of_run("r1")  # hashed while it was read: the hash still reaches the ledger
-        assert row["sha256"] == entry["sha256"] and row["status"] == "staged"
+        codes = [a["agency_code"] for a in ingest.load_agencies(inbox / "agencies.csv")]
+        yield Desk(inbox, manifest, wh, ledger, codes)
     finally:
         ledger.dispose()
 
 
-def test_a_copy_found_only_by_its_hash_is_undone(tmp_path, small_inbox, monkeypatch):
+def test_ingest_file_stages_once_then_duplicates_by_content(desk):
+    entry = desk.entry("thanhtoan_2023_2024.csv")
+    wh, ledger = desk.wh, desk.ledger
+    out = desk.take(desk.file(entry["path"]), "r1")
+    assert out.status == "staged", out.error
+    assert out.rows_raw == entry["data_rows"] == out.rows_staged + out.rows_quarantined
+    assert out.sha256 == entry["sha256"]
+    assert (wh / "raw_dvc_portal__payments" / f"{out.batch_id}.parquet").exists()
+    assert re.fullmatch(r"b\d{8}T\d{12}-[0-9a-f]{10}", out.batch_id)
+    # the same bytes under another name: not ingested again
+    copy = desk.inbox / "dvc_portal" / "payments" / "copy_with_another_name.csv"
+    shutil.copyfile(desk.inbox / entry["path"], copy)
+    again = desk.take(desk.file("dvc_portal/payments/copy_with_another_name.csv"), "r2")
+    assert again.status == "duplicate" and again.duplicate_of == out.batch_id
+    assert ledger.batches_of_run("r2") == []
+    assert len(list((wh / "raw_dvc_portal__payments").glob("*.parquet"))) == 1
+    ledger.check_balance()
+    (row,) = ledger.batches_of_run("r1")  # hashed while it was read: the hash still reaches the ledger
+    assert row["sha256"] == entry["sha256"] and row["status"] == "staged"
+
+
+def test_a_copy_found_only_by_its_hash_is_undone(desk, tmp_path, monkeypatch):
     """A file whose size the ledger does not know is hashed while it is staged; if its hash then names a batch
     already taken (here: the size check is made to miss), the new batch's files go and the ledger says why."""
-    inbox, manifest = small_inbox
-    entry = next(f for f in manifest["files"] if f["path"].endswith("thanhtoan_2023_2024.csv"))
-    codes = [a["agency_code"] for a in ingest.load_agencies(inbox / "agencies.csv")]
-    wh = tmp_path / "wh"
-    wh.mkdir()
-    ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
-    try:
-        files = {f.rel: f for f in ingest.discover(inbox)}
-        first = ingest.ingest_file(files[entry["path"]], warehouse=wh, ledger=ledger, run_id="r1",
-                                   agency_codes=codes, pseudonym_key=b"k")
-        assert first.status == "staged", first.error
-        assert ledger.size_seen(files[entry["path"]].path.stat().st_size) and not ledger.size_seen(1)
-        work = tmp_path / "inbox2"
-        (work / "dvc_portal" / "payments").mkdir(parents=True)
-        shutil.copyfile(inbox / entry["path"], work / "dvc_portal" / "payments" / "renamed.csv")
-        monkeypatch.setattr(Ledger, "size_seen", lambda self, size: False)
-        (g,) = ingest.discover(work)
-        again = ingest.ingest_file(g, warehouse=wh, ledger=ledger, run_id="r2", agency_codes=codes,
-                                   pseudonym_key=b"k")
-        assert again.status == "duplicate" and again.duplicate_of == first.batch_id
-        (row,) = ledger.batches_of_run("r2")
-        assert row["status"] == "duplicate" and first.batch_id in row["error"] and row["sha256"] == entry["sha256"]
-        for table in ("raw_dvc_portal__payments", "stg_dvc_portal__payments"):
-            assert [p.stem for p in (wh / table).glob("*.parquet")] == [first.batch_id]
-        ledger.check_balance()
-    finally:
-        ledger.dispose()
+    entry = desk.entry("thanhtoan_2023_2024.csv")
+    wh, ledger = desk.wh, desk.ledger
+    f = desk.file(entry["path"])
+    first = desk.take(f, "r1")
+    assert first.status == "staged", first.error
+    assert ledger.size_seen(f.path.stat().st_size) and not ledger.size_seen(1)
+    work = tmp_path / "inbox2"
+    (work / "dvc_portal" / "payments").mkdir(parents=True)
+    shutil.copyfile(desk.inbox / entry["path"], work / "dvc_portal" / "payments" / "renamed.csv")
+    monkeypatch.setattr(Ledger, "size_seen", lambda self, size: False)
+    (g,) = ingest.discover(work)
+    again = desk.take(g, "r2")
+    assert again.status == "duplicate" and again.duplicate_of == first.batch_id
+    (row,) = ledger.batches_of_run("r2")
+    assert row["status"] == "duplicate" and first.batch_id in row["error"] and row["sha256"] == entry["sha256"]
+    for table in ("raw_dvc_portal__payments", "stg_dvc_portal__payments"):
+        assert [p.stem for p in (wh / table).glob("*.parquet")] == [first.batch_id]
+    ledger.check_balance()
 
 
 def test_ingest_file_rejects_a_misplaced_file_once(tmp_path):
@@ -254,35 +269,23 @@ def test_summarize_counts_every_outcome():
     assert (s["rows_raw"], s["rows_staged"], s["rows_quarantined"]) == (7, 6, 1)
 
 
-def test_a_file_already_taken_is_not_hashed_again_but_a_changed_one_is(tmp_path, small_inbox, monkeypatch):
-    inbox, manifest = small_inbox
-    entry = next(f for f in manifest["files"] if f["path"].endswith("danhgia_2023_2025.csv"))
-    codes = [a["agency_code"] for a in ingest.load_agencies(inbox / "agencies.csv")]
-    wh = tmp_path / "wh"
-    wh.mkdir()
-    ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
-    try:
-        f = {x.rel: x for x in ingest.discover(inbox)}[entry["path"]]
-        first = ingest.ingest_file(f, warehouse=wh, ledger=ledger, run_id="r1", agency_codes=codes,
-                                   pseudonym_key=b"k")
-        assert first.status == "staged", first.error
-        hashed: list = []
-        real = ingest.sha256_file
-        monkeypatch.setattr(ingest, "sha256_file", lambda p: hashed.append(p) or real(p))
-        again = ingest.ingest_file(f, warehouse=wh, ledger=ledger, run_id="r2", agency_codes=codes,
-                                   pseudonym_key=b"k")
-        assert again.status == "duplicate" and again.duplicate_of == first.batch_id and hashed == []
-        # the same name with new content (an export overwritten in place) is read and staged again
-        work = tmp_path / "inbox"
-        shutil.copytree(inbox, work)
-        target = work / entry["path"]
-        target.write_bytes(target.read_bytes() + target.read_bytes().splitlines(keepends=True)[-1])
-        g = {x.rel: x for x in ingest.discover(work)}[entry["path"]]
-        third = ingest.ingest_file(g, warehouse=wh, ledger=ledger, run_id="r3", agency_codes=codes,
-                                   pseudonym_key=b"k")
-        assert hashed and third.status == "staged" and third.rows_raw == first.rows_raw + 1
-    finally:
-        ledger.dispose()
+def test_a_file_already_taken_is_not_hashed_again_but_a_changed_one_is(desk, tmp_path, monkeypatch):
+    entry = desk.entry("danhgia_2023_2025.csv")
+    f = desk.file(entry["path"])
+    first = desk.take(f, "r1")
+    assert first.status == "staged", first.error
+    hashed: list = []
+    real = ingest.sha256_file
+    monkeypatch.setattr(ingest, "sha256_file", lambda p: hashed.append(p) or real(p))
+    again = desk.take(f, "r2")
+    assert again.status == "duplicate" and again.duplicate_of == first.batch_id and hashed == []
+    # the same name with new content (an export overwritten in place) is read and staged again
+    work = tmp_path / "inbox"
+    shutil.copytree(desk.inbox, work)
+    target = work / entry["path"]
+    target.write_bytes(target.read_bytes() + target.read_bytes().splitlines(keepends=True)[-1])
+    third = desk.take(desk.file(entry["path"], work), "r3")
+    assert hashed and third.status == "staged" and third.rows_raw == first.rows_raw + 1
 
 
 def test_an_older_ledger_gains_new_columns(tmp_path):
