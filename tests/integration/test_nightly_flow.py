@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -23,13 +21,13 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
+from pg import PG_ADMIN_URL, throwaway_database
 from warehouse import store
 from warehouse.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
 AS_OF = date(2025, 12, 31)
-PG_ADMIN_URL = os.environ.get("TTHC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 UNKNOWN_REL = "he_thong_khac/hoso/export_la.csv"
 COPY_REL = "dvc_portal/payments/thanhtoan_2023_2024 (ban sao).csv"
 
@@ -254,28 +252,6 @@ def test_status_command_names_the_batches(two_runs):
 
 
 # ------------------------------------------------------------------ clean inbox, ledger on PostgreSQL
-def _pg_database() -> tuple[str | None, str]:
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"tthc_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as c:
-            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        return None, str(exc).splitlines()[0]
-    finally:
-        admin.dispose()
-    return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop_pg(name: str) -> None:
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
 @dataclass
 class CleanRun:
     inbox: Path
@@ -294,9 +270,8 @@ def clean_run(prefect_harness, tmp_path_factory) -> CleanRun:
     root = tmp_path_factory.mktemp("nightly_clean")
     inbox, wh = root / "inbox", root / "wh"
     manifest = generate_inbox(inbox, seed=3, scale=0.3)
-    pg_url, name_or_reason = _pg_database()
-    url = pg_url or f"sqlite:///{wh / '_ledger.sqlite'}"
-    try:
+    with throwaway_database() as (pg_url, pg_reason):
+        url = pg_url or f"sqlite:///{wh / '_ledger.sqlite'}"
         env = {"TTHC_PSEUDONYM_KEY": "nightly-clean-key"}
         if pg_url:
             env["TTHC_LEDGER_URL"] = pg_url
@@ -307,10 +282,7 @@ def clean_run(prefect_harness, tmp_path_factory) -> CleanRun:
             led.check_balance()  # raises LedgerMismatch when a batch lost or invented rows
         finally:
             led.dispose()
-        yield CleanRun(inbox, wh, manifest, state, url, None if pg_url else name_or_reason, batches)
-    finally:
-        if pg_url:
-            _drop_pg(name_or_reason)
+        yield CleanRun(inbox, wh, manifest, state, url, pg_reason, batches)
 
 
 def test_clean_inbox_completes_with_manifest_truths(clean_run):

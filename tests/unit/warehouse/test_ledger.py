@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import date, datetime
 
 import pytest
 import sqlalchemy as sa
 
+from pg import PG_ADMIN_URL, throwaway_database
 from warehouse.ledger import DONE_STATUSES, Ledger, LedgerMismatch
-
-PG_ADMIN_URL = os.environ.get("TTHC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
 
 @pytest.fixture(scope="module")
 def pg_database():
     """A fresh database tthc_test_<random> on 127.0.0.1:5432, dropped afterwards."""
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"tthc_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as c:
-            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}")
-    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with throwaway_database() as (url, reason):
+        if url is None:
+            pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_URL}: {reason}")
         yield url
-    finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
