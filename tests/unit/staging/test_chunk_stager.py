@@ -3,7 +3,6 @@ what the reference path (stage_raw_file: trim in SQL over the raw file) gives, o
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -11,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from transforms.staging import ZS_CHARS, ChunkStager, raw_columns, stage_raw_file, staging_select, trim_for_staging
+from staging_helpers import raw_table
+from transforms.staging import ZS_CHARS, ChunkStager, stage_raw_file, staging_select, trim_for_staging
 
 AGENCIES = ["H19", "H19.26293", "H19.26380"]
 KEY = b"unit-test-key"
@@ -28,20 +28,6 @@ def test_trim_for_staging_removes_what_duckdb_trim_removes():
     assert [a for a, _ in rows] == [b for _, b in rows]
     assert any(a != v for (a, _), v in zip(rows, values, strict=True) if v is not None)  # something was trimmed
     assert "\t" not in ZS_CHARS and "\u00a0" in ZS_CHARS
-
-
-def _raw(rows: list[dict]) -> pa.Table:
-    cols = raw_columns("dossiers")
-    n = len(rows)
-    data = {c: pa.array([r.get(c) for r in rows], pa.string()) for c in cols}
-    data["_extra"] = pa.nulls(n, pa.string())
-    data["_source_row"] = pa.array(range(1, n + 1), pa.int64())
-    data["_source_line"] = pa.array(range(2, n + 2), pa.int64())
-    data["_batch_id"] = pa.array(["b1"] * n)
-    data["_source_file"] = pa.array(["f.csv"] * n)
-    data["_ingested_at"] = pa.array([datetime(2026, 1, 1)] * n, pa.timestamp("us"))
-    data["_format"] = pa.array(["flat_export"] * n)
-    return pa.table(data)
 
 
 def _messy_rows() -> list[dict]:
@@ -69,7 +55,7 @@ def _read(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("chunk_rows", [7, 1000])
 def test_chunk_stager_equals_stage_raw_file(tmp_path, chunk_rows):
-    raw = _raw(_messy_rows())
+    raw = raw_table("dossiers", _messy_rows())
     raw_file = tmp_path / "raw.parquet"
     pq.write_table(raw, raw_file)
     ref = stage_raw_file(raw_file, warehouse=tmp_path / "ref", source="one_stop", entity="dossiers",

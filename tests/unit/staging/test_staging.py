@@ -12,31 +12,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from transforms.staging import raw_columns, stage_raw_file
+from staging_helpers import raw_table
+from transforms.staging import stage_raw_file
 
 AGENCIES = ["H19", "H19.26293", "H19.26380", "H19.STP"]
 KEY = b"unit-test-key"
-
-
-def _raw(entity: str, rows: list[dict], fmt: str = "flat_export") -> pa.Table:
-    cols = raw_columns(entity)
-    n = len(rows)
-    data = {c: pa.array([r.get(c) for r in rows], pa.string()) for c in cols}
-    data["_extra"] = pa.nulls(n, pa.string())
-    data["_source_row"] = pa.array(range(1, n + 1), pa.int64())
-    data["_source_line"] = pa.array(range(2, n + 2), pa.int64())
-    data["_batch_id"] = pa.array(["b1"] * n)
-    data["_source_file"] = pa.array(["f.csv"] * n)
-    data["_ingested_at"] = pa.array([datetime(2026, 1, 1)] * n, pa.timestamp("us"))
-    data["_format"] = pa.array([fmt] * n)
-    return pa.table(data)
 
 
 def _stage(tmp_path, entity, rows, fmt="flat_export", source=None):
     source = source or ("one_stop" if entity == "dossiers" else "dvc_portal")
     tmp_path.mkdir(parents=True, exist_ok=True)
     raw = tmp_path / "raw.parquet"
-    pq.write_table(_raw(entity, rows, fmt), raw)
+    pq.write_table(raw_table(entity, rows, fmt), raw)
     res = stage_raw_file(raw, warehouse=tmp_path / "wh", source=source, entity=entity, fmt=fmt, batch_id="b1",
                          agency_codes=AGENCIES, pseudonym_key=KEY)
     stg = duckdb.sql(f"SELECT * FROM '{tmp_path}/wh/stg_{source}__{entity}/b1.parquet' ORDER BY _source_row")
