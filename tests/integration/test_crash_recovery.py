@@ -16,6 +16,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -61,6 +63,14 @@ class Crash:
     parquet_after_kill: int
     state: object
     attempts: int
+
+    @contextmanager
+    def ledger(self) -> Iterator[Ledger]:
+        led = Ledger(f"sqlite:///{self.wh / '_ledger.sqlite'}")
+        try:
+            yield led
+        finally:
+            led.dispose()
 
 
 def _kill_mid_ingest(inbox: Path, wh: Path, env: dict) -> bool:
@@ -144,21 +154,15 @@ def test_every_table_readable_after_the_kill(crash):
 
 def test_next_run_completes_and_balances(crash):
     assert crash.state.is_completed(), crash.state.message
-    led = Ledger(f"sqlite:///{crash.wh / '_ledger.sqlite'}")
-    try:
+    with crash.ledger() as led:
         led.check_balance()
         assert led.crashed_batches() == []
-    finally:
-        led.dispose()
 
 
 def test_crashed_batch_failed_with_interruption_message_and_file_reingested(crash):
-    led = Ledger(f"sqlite:///{crash.wh / '_ledger.sqlite'}")
-    try:
+    with crash.ledger() as led:
         batches = led.recent_batches(1000)
         run = led.recent_runs(1)[0]
-    finally:
-        led.dispose()
     by_id = {b["batch_id"]: b for b in batches}
     for c in crash.crashed:
         b = by_id[c["batch_id"]]
@@ -199,11 +203,8 @@ def test_no_temp_files_remain(crash):
 
 
 def test_recovery_run_reports_the_rollback(crash):
-    led = Ledger(f"sqlite:///{crash.wh / '_ledger.sqlite'}")
-    try:
+    with crash.ledger() as led:
         runs = led.recent_runs(5)
-    finally:
-        led.dispose()
     assert runs[0]["status"] == "completed"
     summary = json.loads(runs[0]["summary_json"])
     n_files = len(crash.manifest["files"])
@@ -212,20 +213,14 @@ def test_recovery_run_reports_the_rollback(crash):
 
 
 def test_interrupted_run_is_not_left_running(crash):
-    led = Ledger(f"sqlite:///{crash.wh / '_ledger.sqlite'}")
-    try:
+    with crash.ledger() as led:
         runs = led.recent_runs(5)
-    finally:
-        led.dispose()
     assert len(runs) == 2
     assert runs[1]["status"] == "failed", runs[1]
 
 
 def test_batches_staged_before_the_kill_are_gated_by_the_next_run(crash):
-    led = Ledger(f"sqlite:///{crash.wh / '_ledger.sqlite'}")
-    try:
+    with crash.ledger() as led:
         left = [b["path"] for b in led.batches_with_status(("staged",))]
-    finally:
-        led.dispose()
     assert crash.staged_before
     assert left == []
