@@ -62,19 +62,8 @@ def _gx_sample(con, path: Path, suite: dict, types: dict, failed: list[dict], id
     cols = {"_source_row", id_column} | {c for e in exps for c in rules.expectation_columns(e)}
     cols = [c for c in types if c in cols]
     src = f"read_parquet({rules.lit(str(path))})"
-    picks = [f"(SELECT _source_row FROM {src} USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE (7))"]
-    for r in failed:
-        e = r["exp"]
-        if e["type"] == "expect_compound_columns_to_be_unique":
-            kc = ", ".join(rules.q(c) for c in e["kwargs"]["column_list"])
-            picks.append(f"(SELECT _source_row FROM {src} WHERE ({kc}) IN (SELECT ({kc}) FROM {src} GROUP BY {kc} "
-                         f"HAVING count(*) > 1) LIMIT {gx_runner.BAD_ROWS_PER_RULE})")
-        elif e["meta"].get("engine", "gx") == "gx":
-            w = rules.bad_rows_sql(e)
-            if w:
-                picks.append(f"(SELECT _source_row FROM {src} WHERE {w} LIMIT {gx_runner.BAD_ROWS_PER_RULE})")
-    sql = (f"SELECT {', '.join(rules.q(c) for c in cols)} FROM {src} WHERE _source_row IN "
-           f"({' UNION '.join(picks)})")
+    picks = rules.sample_rows_sql(src, "_source_row", n, failed, gx_runner.BAD_ROWS_PER_RULE)
+    sql = f"SELECT {', '.join(rules.q(c) for c in cols)} FROM {src} WHERE _source_row IN ({picks})"
     cur = con.cursor()
     try:
         df = cur.sql(sql).to_arrow_table().to_pandas()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -69,6 +70,15 @@ def expectation_columns(exp: dict) -> list[str]:
 
 
 def rule_sql(exp: dict, value_set: list | None = None) -> RuleSQL | None:
+    """The rule as SQL; a ``row_condition`` narrows the rows it looks at (for not-null it is the whole domain)."""
+    rs = _rule_sql(exp, value_set)
+    k = exp["kwargs"]
+    if rs is not None and "row_condition" in k and exp["type"] != "expect_column_values_to_not_be_null":
+        rs.domain = f"({rs.domain}) AND {condition_sql(k['row_condition'])}"
+    return rs
+
+
+def _rule_sql(exp: dict, value_set: list | None) -> RuleSQL | None:
     t, k = exp["type"], exp["kwargs"]
     if t == "expect_column_values_to_not_be_null":
         dom = condition_sql(k["row_condition"]) if "row_condition" in k else "TRUE"
@@ -100,96 +110,146 @@ def arrow_type_ok(actual: str, expected: str) -> bool:
     return actual.startswith(expected)
 
 
-def evaluate(con, path: Path, table: str, warehouse: Path, id_column: str) -> tuple[list[dict], dict]:
-    """Run the suite of ``table`` on one batch file. Returns (per-expectation results, batch profile)."""
-    suite = load_suite(table)
-    schema = pq.read_schema(path)
-    types = {f.name: str(f.type) for f in schema}
-    src = f"read_parquet({lit(str(path))})"
+UNIQUE = ("expect_compound_columns_to_be_unique", "expect_column_values_to_be_unique")
+
+
+def unique_cols(exp: dict) -> str:
+    k = exp["kwargs"]
+    return ", ".join(q(c) for c in k.get("column_list") or [k["column"]])
+
+
+@dataclass
+class Source:
+    """What ``evaluate_suite`` reads, and how its examples name and locate a row."""
+    sql: str                          # the relation: read_parquet(...)
+    types: dict[str, str]             # column -> Arrow type
+    key: str                          # SQL naming a row: its id, or its key values
+    locate: str                       # SQL column(s) locating a row in its file(s)
+    order: str                        # SQL ordering the examples
+    example: Callable[[tuple], str]   # (key, *locate) -> text
+    missing_ref: str = "staged"       # "no <table> <missing_ref> yet" when a value_set_from table is absent
+
+
+def evaluate_suite(con, source: Source, suite: dict, warehouse: Path | None,
+                   extra_select: list[str] | None = None) -> tuple[list[dict], dict]:
+    """Every expectation of ``suite`` on ``source``, exactly: presence and types from the schema, every row rule
+    and identity as a ``count_if`` in one aggregate scan (with ``extra_select``), the key as one GROUP BY,
+    examples only for the rules that failed. Returns (per-expectation results, the scan's row: ``n`` and the
+    ``extra_select`` aliases)."""
+    types, src = source.types, source.sql
     out: list[dict] = []
-    pending: list[tuple[dict, RuleSQL]] = []
+    pending: list[tuple[dict, str | None, str | None]] = []      # (expectation, domain SQL, bad SQL)
     # a column of the wrong type fails its type rule; its value rules cannot be evaluated meaningfully
     bad_type = {e["kwargs"]["column"] for e in suite["expectations"]
                 if e["type"] == "expect_column_values_to_be_of_type" and e["kwargs"]["column"] in types
                 and not arrow_type_ok(types[e["kwargs"]["column"]], e["kwargs"]["type_"])}
     for exp in suite["expectations"]:
         t, k = exp["type"], exp["kwargs"]
-        missing = [c for c in expectation_columns(exp) if c not in types]
         if t == "expect_column_to_exist":
             ok = k["column"] in types
             out.append(_res(exp, ok, 0 if ok else 1, 1, [], {"present": ok}))
             continue
-        if missing:   # already reported by column_present; nothing to evaluate
+        if t == "unexpected_rows_expectation":
+            cond = exp["meta"]["where"]
+            needed = set(re.findall(r"[a-z_][a-z0-9_]*", cond)) & {c["name"] for c in suite["meta"]["columns"]}
+            if needed - set(types) or needed & bad_type:
+                continue   # reported by column_present / column_type
+            pending.append((exp, "TRUE", cond.replace("{batch}", src)))
             continue
-        if t != "expect_column_values_to_be_of_type" and set(expectation_columns(exp)) & bad_type:
-            continue
+        cols = expectation_columns(exp)
+        if any(c not in types for c in cols):
+            continue   # reported by column_present
         if t == "expect_column_values_to_be_of_type":
             ok = arrow_type_ok(types[k["column"]], k["type_"])
             out.append(_res(exp, ok, 0 if ok else 1, 1, [], {"observed_type": types[k["column"]],
                                                              "expected_type": k["type_"]}))
             continue
-        if t == "expect_table_row_count_to_be_between":
-            pending.append((exp, None))
+        if set(cols) & bad_type:
             continue
-        if t == "expect_compound_columns_to_be_unique":
-            pending.append((exp, None))
+        if t == "expect_table_row_count_to_be_between" or t in UNIQUE:
+            pending.append((exp, None, None))
             continue
         vs = None
         if exp["meta"].get("value_set_from"):
             ref_table, ref_col = exp["meta"]["value_set_from"].split(".")
-            if not table_files(warehouse, ref_table):
-                out.append(_res(exp, True, 0, 0, [], {"skipped": f"no {ref_table} staged yet"}))
+            if warehouse is None or not table_files(warehouse, ref_table):
+                out.append(_res(exp, True, 0, 0, [], {"skipped": f"no {ref_table} {source.missing_ref} yet"}))
                 continue
             vs = [r[0] for r in con.execute(
                 f"SELECT DISTINCT {q(ref_col)} FROM read_parquet({lit(table_glob(warehouse, ref_table))}) "
                 f"WHERE {q(ref_col)} IS NOT NULL").fetchall()]
         rs = rule_sql(exp, vs)
         if rs is not None:
-            pending.append((exp, rs))
-    # one scan for every row rule, the row count, and the profile the history checks use
-    sel = ["count(*) AS n"]
-    for i, (exp, rs) in enumerate(pending):
-        if rs is not None:
-            sel.append(f"count_if({rs.domain}) AS d{i}, count_if(({rs.domain}) AND ({rs.bad})) AS u{i}")
-    prof_cols = [c for c in types if not c.startswith("_")]
-    for j, c in enumerate(prof_cols):
-        sel.append(f"count({q(c)}) AS nn{j}")
-    if "updated_at" in types:
-        sel.append('min("updated_at") AS min_upd, max("updated_at") AS max_upd')
+            pending.append((exp, rs.domain, rs.bad))
+    # one scan for every row rule, the row count and what the caller adds
+    sel = ["count(*) AS n", *(extra_select or [])]
+    for i, (exp, dom, bad) in enumerate(pending):
+        if dom is not None:
+            sel.append(f"count_if({dom}) AS d{i}, count_if(({dom}) AND ({bad})) AS u{i}")
     cur = con.execute(f"SELECT {', '.join(sel)} FROM {src}")
-    row = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    row = dict(zip([d[0] for d in cur.description], cur.fetchall()[0]))  # fetchall: the result is complete
     n = row["n"]
-    profile = {"rows": n, "non_null": {c: row[f"nn{j}"] for j, c in enumerate(prof_cols)},
-               "types": types, "min_updated_at": row.get("min_upd"), "max_updated_at": row.get("max_upd")}
-    key = q(id_column) if id_column in types else "NULL"
-    for i, (exp, rs) in enumerate(pending):
+
+    def examples(where: str) -> list[str]:
+        return [source.example(r) for r in con.execute(
+            f"SELECT {source.key}, {source.locate} FROM {src} WHERE {where} ORDER BY {source.order} "
+            f"LIMIT {EXAMPLES}").fetchall()]
+
+    for i, (exp, dom, bad) in enumerate(pending):
         t, k = exp["type"], exp["kwargs"]
         if t == "expect_table_row_count_to_be_between":
             ok = (k.get("min_value") is None or n >= k["min_value"]) and \
                  (k.get("max_value") is None or n <= k["max_value"])
             out.append(_res(exp, ok, 0 if ok else 1, 1, [], {"row_count": n}))
-        elif t == "expect_compound_columns_to_be_unique":
-            cols = ", ".join(q(c) for c in k["column_list"])
+        elif t in UNIQUE:
+            kc = unique_cols(exp)
             dup = con.execute(f"SELECT coalesce(sum(c), 0), count(*) FROM (SELECT count(*) c FROM {src} "
-                              f"GROUP BY {cols} HAVING count(*) > 1)").fetchone()
-            ex = []
-            if dup[0]:
-                ex = [_ex(r) for r in con.execute(
-                    f"SELECT {key}, _source_row FROM {src} WHERE ({cols}) IN (SELECT ({cols}) FROM {src} "
-                    f"GROUP BY {cols} HAVING count(*) > 1) ORDER BY _source_row LIMIT {EXAMPLES}").fetchall()]
+                              f"GROUP BY {kc} HAVING count(*) > 1)").fetchall()[0]
+            ex = examples(f"({kc}) IN (SELECT ({kc}) FROM {src} GROUP BY {kc} HAVING count(*) > 1)") if dup[0] else []
             out.append(_res(exp, dup[0] == 0, int(dup[0]), n, ex, {"duplicate_keys": int(dup[1])}))
         else:
-            dom, bad = row[f"d{i}"], row[f"u{i}"]
+            d, u = row[f"d{i}"], row[f"u{i}"]
             mostly = k.get("mostly", 1.0)
-            pct = 100.0 * bad / dom if dom else 0.0
-            ok = bad == 0 if mostly >= 1 else (dom == 0 or (dom - bad) / dom >= mostly)
-            ex = []
-            if bad:
-                ex = [_ex(r) for r in con.execute(
-                    f"SELECT {key}, _source_row FROM {src} WHERE ({rs.domain}) AND ({rs.bad}) "
-                    f"ORDER BY _source_row LIMIT {EXAMPLES}").fetchall()]
-            obs = {"mostly": mostly} if mostly < 1 else {}
-            out.append(_res(exp, ok, int(bad), int(dom), ex, obs, pct))
+            ok = u == 0 if mostly >= 1 else (d == 0 or (d - u) / d >= mostly)
+            ex = examples(f"({dom}) AND ({bad})") if u else []
+            out.append(_res(exp, ok, int(u), int(d), ex, {"mostly": mostly} if mostly < 1 else {}))
+    return out, row
+
+
+def sample_rows_sql(src: str, row_ref: str, n: int, failed: list[dict], per_rule: int) -> str:
+    """The rows a GX checkpoint validates, as a UNION of ``row_ref`` values: ``n`` random rows plus up to
+    ``per_rule`` breaking rows of each failed GX-engine rule (so GX sees the failures DuckDB counted)."""
+    picks = [f"(SELECT {row_ref} FROM {src} USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE (7))"]
+    for r in failed:
+        e = r["exp"]
+        if r["success"] or e["meta"].get("engine", "gx") != "gx":
+            continue
+        if e["type"] in UNIQUE:
+            kc = unique_cols(e)
+            picks.append(f"(SELECT {row_ref} FROM {src} WHERE ({kc}) IN (SELECT ({kc}) FROM {src} GROUP BY {kc} "
+                         f"HAVING count(*) > 1) LIMIT {per_rule})")
+        else:
+            w = bad_rows_sql(e)
+            if w:
+                picks.append(f"(SELECT {row_ref} FROM {src} WHERE {w} LIMIT {per_rule})")
+    return " UNION ".join(picks)
+
+
+def evaluate(con, path: Path, table: str, warehouse: Path, id_column: str) -> tuple[list[dict], dict]:
+    """Run the suite of ``table`` on one batch file. Returns (per-expectation results, batch profile)."""
+    suite = load_suite(table)
+    types = {f.name: str(f.type) for f in pq.read_schema(path)}
+    # the profile the history checks use, read in the same scan
+    prof_cols = [c for c in types if not c.startswith("_")]
+    extra = [f"count({q(c)}) AS nn{j}" for j, c in enumerate(prof_cols)]
+    if "updated_at" in types:
+        extra.append('min("updated_at") AS min_upd, max("updated_at") AS max_upd')
+    source = Source(sql=f"read_parquet({lit(str(path))})", types=types,
+                    key=q(id_column) if id_column in types else "NULL", locate="_source_row", order="_source_row",
+                    example=_ex)
+    out, row = evaluate_suite(con, source, suite, warehouse, extra)
+    profile = {"rows": row["n"], "non_null": {c: row[f"nn{j}"] for j, c in enumerate(prof_cols)},
+               "types": types, "min_updated_at": row.get("min_upd"), "max_updated_at": row.get("max_upd")}
     return out, profile
 
 

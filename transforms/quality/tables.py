@@ -29,9 +29,8 @@ import pyarrow.parquet as pq
 
 from transforms.quality import rules
 from transforms.quality.model import GateResult
-from warehouse.store import PARQUET_GLOB, table_files, table_glob
+from warehouse.store import PARQUET_GLOB
 
-EXAMPLES = 5
 ROWNUM = "file_row_number"     # DuckDB's read_parquet(file_row_number=true) column (0-based)
 
 
@@ -74,13 +73,6 @@ def _file_label(path: Path) -> str:
     return f"{m.group(1)}.parquet" if m else path.name
 
 
-def _domain(exp: dict, base: str) -> str:
-    k = exp["kwargs"]
-    if "row_condition" in k and exp["type"] != "expect_column_values_to_not_be_null":
-        return f"({base}) AND {rules.condition_sql(k['row_condition'])}"
-    return base
-
-
 def _key_expr(key: list[str], types: dict) -> str:
     cols = [c for c in key if c in types]
     if not cols:
@@ -88,110 +80,18 @@ def _key_expr(key: list[str], types: dict) -> str:
     return "concat_ws('|', " + ", ".join(f"coalesce(CAST({rules.q(c)} AS VARCHAR), '(empty)')" for c in cols) + ")"
 
 
-UNIQUE = ("expect_compound_columns_to_be_unique", "expect_column_values_to_be_unique")
-
-
-def _unique_cols(exp: dict) -> str:
-    k = exp["kwargs"]
-    return ", ".join(rules.q(c) for c in k.get("column_list") or [k["column"]])
-
-
 def _ex(r) -> str:
     ident, row, *f = r
     return f"{ident} (row {row + 1}" + (f" of {_file_label(Path(f[0]))})" if f else ")")
 
 
-def _res(exp, ok, bad, dom, examples, observed, pct=None) -> dict:
-    if pct is None:
-        pct = 100.0 * bad / dom if dom else 0.0
-    return {"exp": exp, "success": bool(ok), "unexpected_count": int(bad), "element_count": int(dom),
-            "unexpected_percent": float(pct), "examples": examples, "observed": observed}
-
-
 def evaluate(con, files: list[Path], suite: dict, warehouse: Path | None) -> tuple[list[dict], dict]:
     """Every expectation of ``suite`` on ``files`` (one table), exactly. Returns (results, profile)."""
     types = {f.name: str(f.type) for f in pq.read_schema(files[0])}
-    src = _source(files)
-    ref = _row_ref(files)
-    key = _key_expr(suite["meta"]["key"], types)
-    out: list[dict] = []
-    pending: list[tuple[dict, str | None, str | None]] = []      # (expectation, domain SQL, bad SQL)
-    bad_type = {e["kwargs"]["column"] for e in suite["expectations"]
-                if e["type"] == "expect_column_values_to_be_of_type" and e["kwargs"]["column"] in types
-                and not rules.arrow_type_ok(types[e["kwargs"]["column"]], e["kwargs"]["type_"])}
-    for exp in suite["expectations"]:
-        t, k = exp["type"], exp["kwargs"]
-        if t == "expect_column_to_exist":
-            ok = k["column"] in types
-            out.append(_res(exp, ok, 0 if ok else 1, 1, [], {"present": ok}))
-            continue
-        if t == "unexpected_rows_expectation":
-            cond = exp["meta"]["where"]
-            needed = set(re.findall(r"[a-z_][a-z0-9_]*", cond)) & set(
-                c["name"] for c in suite["meta"]["columns"])
-            if needed - set(types) or needed & bad_type:
-                continue   # reported by column_present / column_type
-            pending.append((exp, "TRUE", cond.replace("{batch}", src)))
-            continue
-        cols = rules.expectation_columns(exp)
-        if any(c not in types for c in cols):
-            continue
-        if t == "expect_column_values_to_be_of_type":
-            ok = rules.arrow_type_ok(types[k["column"]], k["type_"])
-            out.append(_res(exp, ok, 0 if ok else 1, 1, [], {"observed_type": types[k["column"]],
-                                                             "expected_type": k["type_"]}))
-            continue
-        if set(cols) & bad_type:
-            continue
-        if t == "expect_table_row_count_to_be_between" or t in UNIQUE:
-            pending.append((exp, None, None))
-            continue
-        vs = None
-        if exp["meta"].get("value_set_from"):
-            ref_table, ref_col = exp["meta"]["value_set_from"].split(".")
-            if warehouse is None or not table_files(warehouse, ref_table):
-                out.append(_res(exp, True, 0, 0, [], {"skipped": f"no {ref_table} published yet"}))
-                continue
-            vs = [r[0] for r in con.execute(
-                f"SELECT DISTINCT {rules.q(ref_col)} FROM read_parquet({rules.lit(table_glob(warehouse, ref_table))})"
-                f" WHERE {rules.q(ref_col)} IS NOT NULL").fetchall()]
-        rs = rules.rule_sql(exp, vs)
-        if rs is not None:
-            pending.append((exp, _domain(exp, rs.domain), rs.bad))
-    sel = ["count(*) AS n"]
-    for i, (exp, dom, bad) in enumerate(pending):
-        if dom is not None:
-            sel.append(f"count_if({dom}) AS d{i}, count_if(({dom}) AND ({bad})) AS u{i}")
-    cur = con.execute(f"SELECT {', '.join(sel)} FROM {src}")
-    row = dict(zip([d[0] for d in cur.description], cur.fetchall()[0]))
-    n = row["n"]
-    for i, (exp, dom, bad) in enumerate(pending):
-        t, k = exp["type"], exp["kwargs"]
-        if t == "expect_table_row_count_to_be_between":
-            ok = (k.get("min_value") is None or n >= k["min_value"]) and \
-                 (k.get("max_value") is None or n <= k["max_value"])
-            out.append(_res(exp, ok, 0 if ok else 1, 1, [], {"row_count": n}))
-        elif t in UNIQUE:
-            kc = _unique_cols(exp)
-            dup = con.execute(f"SELECT coalesce(sum(c), 0), count(*) FROM (SELECT count(*) c FROM {src} "
-                              f"GROUP BY {kc} HAVING count(*) > 1)").fetchall()[0]
-            ex = []
-            if dup[0]:
-                ex = [_ex(r) for r in con.execute(
-                    f"SELECT {key}, {ref} FROM {src} WHERE ({kc}) IN (SELECT ({kc}) FROM {src} "
-                    f"GROUP BY {kc} HAVING count(*) > 1) ORDER BY {ROWNUM} LIMIT {EXAMPLES}").fetchall()]
-            out.append(_res(exp, dup[0] == 0, int(dup[0]), n, ex, {"duplicate_keys": int(dup[1])}))
-        else:
-            d, u = row[f"d{i}"], row[f"u{i}"]
-            mostly = k.get("mostly", 1.0)
-            ok = u == 0 if mostly >= 1 else (d == 0 or (d - u) / d >= mostly)
-            ex = []
-            if u:
-                ex = [_ex(r) for r in con.execute(
-                    f"SELECT {key}, {ref} FROM {src} WHERE ({dom}) AND ({bad}) "
-                    f"ORDER BY {ROWNUM} LIMIT {EXAMPLES}").fetchall()]
-            out.append(_res(exp, ok, int(u), int(d), ex, {"mostly": mostly} if mostly < 1 else {}))
-    return out, {"rows": n, "types": types}
+    source = rules.Source(sql=_source(files), types=types, key=_key_expr(suite["meta"]["key"], types),
+                          locate=_row_ref(files), order=ROWNUM, example=_ex, missing_ref="published")
+    out, row = rules.evaluate_suite(con, source, suite, warehouse)
+    return out, {"rows": row["n"], "types": types}
 
 
 def _gx_sample(con, files: list[Path], suite: dict, types: dict, results: list[dict], n: int):
@@ -202,26 +102,11 @@ def _gx_sample(con, files: list[Path], suite: dict, types: dict, results: list[d
     need = {c for e in exps for c in rules.expectation_columns(e)}
     cols = [c for c in types if c in need]
     src = _source(files)
-    if len(files) > 1:   # row numbers restart in every file: sample on (file, row)
-        row_ref = f"({ROWNUM}, filename)"
-    else:
-        row_ref = ROWNUM
-    picks = [f"(SELECT {row_ref} FROM {src} USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE (7))"]
-    for r in results:
-        e = r["exp"]
-        if r["success"] or e["meta"].get("engine", "gx") != "gx":
-            continue
-        if e["type"] in UNIQUE:
-            kc = _unique_cols(e)
-            picks.append(f"(SELECT {row_ref} FROM {src} WHERE ({kc}) IN (SELECT ({kc}) FROM {src} GROUP BY {kc} "
-                         f"HAVING count(*) > 1) LIMIT {gx_runner.BAD_ROWS_PER_RULE})")
-        else:
-            rs = rules.rule_sql(e)
-            if rs is not None:
-                picks.append(f"(SELECT {row_ref} FROM {src} WHERE ({_domain(e, rs.domain)}) AND ({rs.bad}) "
-                             f"LIMIT {gx_runner.BAD_ROWS_PER_RULE})")
+    # row numbers restart in every file: with several files, sample on (file, row)
+    row_ref = f"({ROWNUM}, filename)" if len(files) > 1 else ROWNUM
+    picks = rules.sample_rows_sql(src, row_ref, n, results, gx_runner.BAD_ROWS_PER_RULE)
     sel = ", ".join(rules.q(c) for c in cols) or ROWNUM
-    df = con.sql(f"SELECT {sel} FROM {src} WHERE {row_ref} IN ({' UNION '.join(picks)})").to_arrow_table().to_pandas()
+    df = con.sql(f"SELECT {sel} FROM {src} WHERE {row_ref} IN ({picks})").to_arrow_table().to_pandas()
     return gx_runner, df
 
 
