@@ -354,6 +354,43 @@ DQ_EV = "own, fk, m0c, m0x, mec, mex, rd, ed, paid, online, st910, dig, reu, ere
 DQ_ALL = ", ".join(dict.fromkeys((DQ_POP + ", " + DQ_EV).split(", ")))
 
 
+# The (dossier, period) pairs and the timeliness pieces both the fast aggregation and explain's per-pair listing
+# classify with (kpis.md, timeliness).
+def _alive_pairs_ctes(rel: str, bases: str) -> str:
+    """CTEs ``u``, ``j``: each row of ``rel`` with every selected period it is alive in (received by E, not ended
+    before the period starts): ``period_id``, ``ps`` (period_start) and ``e``."""
+    return f"""u AS (
+            SELECT x.*, b.basis, b.k,
+                   unnest(range(greatest(CASE WHEN b.cut THEN x.m0x ELSE x.m0c END // b.k, b.lo),
+                                CASE WHEN b.cut THEN x.m1x ELSE x.m1c END // b.k + 1)) AS pidx
+            FROM {rel} x CROSS JOIN (VALUES {bases}) b(basis, k, cut, lo)
+        ), j AS (
+            SELECT u.*, p.period_id, p.period_start AS ps, p.e
+            FROM u JOIN periods p ON p.basis = u.basis AND p.k = u.k AND p.pidx = u.pidx
+            WHERE p.selected AND u.rd <= p.e AND (u.ed IS NULL OR u.ed >= p.period_start)
+        )"""
+
+
+# supplement requests made by E: the JSON list's requests dated <= E; a flat export's count, less one when its
+# (latest) request is dated after E
+NSUP_SQL = """CASE WHEN j.is_list THEN
+                            CASE WHEN j.sreq IS NULL THEN 0 ELSE len(list_filter(j.sreq, lambda x: x.q <= j.e)) END
+                        ELSE j.scount - CASE WHEN j.sq > j.e THEN 1 ELSE 0 END END"""
+# a rating of 1 (dissatisfied) is the dossier's rating at E
+RATED_DIS_SQL = """CASE WHEN j.iv IS NULL THEN false
+                        ELSE len(list_filter(j.iv, lambda x: x.f <= j.e AND (x.t IS NULL OR j.e < x.t))) > 0 END"""
+
+
+def _pause_sql(item: str, flat: str) -> str:
+    """Paused for a supplement at E (latest request by E not yet supplied by E): the list item's ``item`` field,
+    or ``flat`` for a flat export; null when not paused."""
+    return f"""CASE WHEN j.is_list THEN
+                            CASE WHEN j.sreq IS NOT NULL THEN
+                                 list_filter(list_filter(j.sreq, lambda x: x.q <= j.e)[-1:],
+                                             lambda x: x.r IS NULL OR x.r > j.e)[1].{item} END
+                        WHEN j.sq <= j.e AND (j.sr IS NULL OR j.sr > j.e) THEN {flat} END"""
+
+
 def _dossier_agg(con, prep: str, bases: str) -> None:
     con.execute("""
         CREATE OR REPLACE TEMP TABLE qcuts AS
@@ -397,29 +434,12 @@ def _dossier_agg(con, prep: str, bases: str) -> None:
         CREATE OR REPLACE TEMP TABLE d_pop AS
         WITH g AS (
             SELECT {DQ_POP}, n FROM dq WHERE g = 0
-        ), u AS (
-            SELECT g.*, b.basis, b.k,
-                   unnest(range(greatest(CASE WHEN b.cut THEN g.m0x ELSE g.m0c END // b.k, b.lo),
-                                CASE WHEN b.cut THEN g.m1x ELSE g.m1c END // b.k + 1)) AS pidx
-            FROM g CROSS JOIN (VALUES {bases}) b(basis, k, cut, lo)
-        ), j AS (
-            SELECT u.*, p.period_id, p.e
-            FROM u JOIN periods p ON p.basis = u.basis AND p.k = u.k AND p.pidx = u.pidx
-            WHERE p.selected AND u.rd <= p.e AND (u.ed IS NULL OR u.ed >= p.period_start)
-        ), s AS (
+        ), {_alive_pairs_ctes("g", bases)}, s AS (
             SELECT j.*,
                    j.ed IS NOT NULL AND j.ed <= j.e AS res,
-                   CASE WHEN j.is_list THEN
-                            CASE WHEN j.sreq IS NULL THEN 0 ELSE len(list_filter(j.sreq, lambda x: x.q <= j.e)) END
-                        ELSE j.scount - CASE WHEN j.sq > j.e THEN 1 ELSE 0 END END AS nsup,
-                   CASE WHEN j.is_list THEN
-                            CASE WHEN j.sreq IS NOT NULL THEN
-                                 list_filter(list_filter(j.sreq, lambda x: x.q <= j.e)[-1:],
-                                             lambda x: x.r IS NULL OR x.r > j.e)[1].ok END
-                        WHEN j.sq <= j.e AND (j.sr IS NULL OR j.sr > j.e) THEN j.sq_le_due END AS pause_ok,
-                   CASE WHEN j.iv IS NULL THEN false
-                        ELSE len(list_filter(j.iv, lambda x: x.f <= j.e AND (x.t IS NULL OR j.e < x.t))) > 0 END
-                     OR coalesce(j.fbd <= j.e, false) AS dis_e
+                   {NSUP_SQL} AS nsup,
+                   {_pause_sql("ok", "j.sq_le_due")} AS pause_ok,
+                   {RATED_DIS_SQL} OR coalesce(j.fbd <= j.e, false) AS dis_e
             FROM j
         ), c AS (
             SELECT own, period_id, fk, n, dis_e,
@@ -502,29 +522,12 @@ def classified_sql(bases: str) -> str:
     """(dossier, period) pairs of the selected periods, each with its flags at E: res (resolved in P), rin
     (received in P), cls (1 early, 2 on_time, 3 late, 4 within_time, 5 overdue), rated_dis, ..."""
     return f"""
-        WITH u AS (
-            SELECT d.*, b.basis, b.k,
-                   unnest(range(greatest(CASE WHEN b.cut THEN d.m0x ELSE d.m0c END // b.k, b.lo),
-                                CASE WHEN b.cut THEN d.m1x ELSE d.m1c END // b.k + 1)) AS pidx
-            FROM d_prep d CROSS JOIN (VALUES {bases}) b(basis, k, cut, lo)
-        ), j AS (
-            SELECT u.*, p.period_id, p.period_start AS ps, p.e
-            FROM u JOIN periods p ON p.basis = u.basis AND p.k = u.k AND p.pidx = u.pidx
-            WHERE p.selected AND u.rd <= p.e AND (u.ed IS NULL OR u.ed >= p.period_start)
-        ), s AS (
+        WITH {_alive_pairs_ctes("d_prep", bases)}, s AS (
             SELECT j.*,
                    j.ed IS NOT NULL AND j.ed <= j.e AS res,
-                   CASE WHEN j.is_list THEN
-                            CASE WHEN j.sreq IS NULL THEN 0 ELSE len(list_filter(j.sreq, lambda x: x.q <= j.e)) END
-                        ELSE j.scount - CASE WHEN j.sq > j.e THEN 1 ELSE 0 END END AS nsup,
-                   CASE WHEN j.is_list THEN
-                            CASE WHEN j.sreq IS NOT NULL THEN
-                                 list_filter(list_filter(j.sreq, lambda x: x.q <= j.e)[-1:],
-                                             lambda x: x.r IS NULL OR x.r > j.e)[1].q END
-                        WHEN j.sq <= j.e AND (j.sr IS NULL OR j.sr > j.e) THEN j.sq END AS pause_d,
-                   CASE WHEN j.iv IS NULL THEN false
-                        ELSE len(list_filter(j.iv, lambda x: x.f <= j.e AND (x.t IS NULL OR j.e < x.t))) > 0 END
-                     AS rated_dis
+                   {NSUP_SQL} AS nsup,
+                   {_pause_sql("q", "j.sq")} AS pause_d,
+                   {RATED_DIS_SQL} AS rated_dis
             FROM j
         ), c AS (
             SELECT s.*,
