@@ -5,13 +5,13 @@
 Generates N dossier versions as a flat CSV export (tthc.sample.bulk), then, each in a fresh child process so peak
 RSS is its own:
 - floor: one DuckDB statement, COPY (SELECT <the same typing: dates, codes, yes/no, money, the keyed HMAC-SHA256
-  pseudonym> FROM read_csv(...)) TO parquet, in the staged files' codec (LZ4); no raw layer, no row rules, no quarantine, no ledger. The bench checks
-  that the floor's rows equal the pipeline's staged rows on every column both produce, so the floor is the same
-  work done the shortest way, not less work;
+  pseudonym> FROM read_csv(...)) TO parquet, in the staged files' codec (LZ4); no raw layer, no row rules, no
+  quarantine, no ledger. The bench checks that the floor's rows equal the pipeline's staged rows on every column
+  both produce, so the floor is the same work done the shortest way, not less work;
 - pipeline: transforms.ingest.ingest_file: the CSV reader (streaming pyarrow), raw Parquet with lineage, staging
   with every row rule, quarantine, the ledger.
-With ``--repeat K`` (default 3) both run K times, alternating, and each keeps its fastest run (the wall times of this machine
-vary by 10-30 % from run to run with other work on the host; the minimum is the least disturbed).
+With ``--repeat K`` (default 3) both run K times, alternating, and each keeps its fastest run (the wall times of
+this machine vary by 10-30 % from run to run with other work on the host; the minimum is the least disturbed).
 Prints a table and, last, ``ratio=<pipeline/floor> peak_rss_mb=<pipeline peak>``.
 """
 
@@ -47,16 +47,14 @@ COPY (
          "Có thành phần số hóa" = 'Có' AS has_digitized_components, "Có kết quả điện tử" = 'Có' AS has_e_result,
          "Tái sử dụng dữ liệu số hóa" = 'Có' AS reused_digitized_data,
          TRY_CAST(regexp_replace("Lệ phí", '[^0-9]', '', 'g') AS BIGINT) AS fee_vnd,
-         -- the pipeline's keyed pseudonym, HMAC-SHA256 (RFC 2104) with the bench key, written out
-         sha256(unhex('{opad}') || unhex(sha256(unhex('{ipad}') || encode("Số giấy tờ chủ hồ sơ"))))
-           AS applicant_pseudonym,
+         {pseudonym} AS applicant_pseudonym,  -- the keyed HMAC-SHA256 of the ID number
          try_strptime("Ngày cập nhật", '%d/%m/%Y %H:%M:%S') AS updated_at
   FROM read_csv(?, all_varchar = true, header = true)
 ) TO '{out}' (FORMAT parquet, COMPRESSION {compression})
 """
 
 
-from transforms.staging import INGEST_COMPRESSION  # noqa: E402
+from transforms.staging import INGEST_COMPRESSION, hmac_sha256_sql  # noqa: E402
 
 KEY = b"bench-key"  # the pseudonym key of both sides
 # the columns both sides produce; the bench checks the floor's rows equal the pipeline's staged rows on them
@@ -64,11 +62,6 @@ COMPARED = ["dossier_id", "procedure_code", "procedure_name", "field_code", "fie
             "status", "submitted_at", "received_at", "due_at", "finished_at", "returned_at", "supplement_count",
             "supplement_requested_at", "supplement_received_at", "has_digitized_components", "has_e_result",
             "reused_digitized_data", "fee_vnd", "applicant_pseudonym", "updated_at"]
-
-
-def _pads(key: bytes) -> tuple[str, str]:
-    k = key.ljust(64, b"\0")
-    return bytes(b ^ 0x36 for b in k).hex(), bytes(b ^ 0x5C for b in k).hex()
 
 
 def _peak_mb() -> float:
@@ -89,10 +82,9 @@ def phase_floor(csv_path: Path, out: Path) -> dict:
     con = duckdb.connect()
     con.execute("SET memory_limit = '1GB'")
     con.execute("SET preserve_insertion_order = false")
-    ipad, opad = _pads(KEY)
     # written in the codec of the pipeline's staged files (transforms.staging.INGEST_COMPRESSION): same output
-    con.execute(FLOOR_SQL.format(out=out / "floor.parquet", ipad=ipad, opad=opad, compression=INGEST_COMPRESSION),
-                [str(csv_path)])
+    con.execute(FLOOR_SQL.format(out=out / "floor.parquet", pseudonym=hmac_sha256_sql('"Số giấy tờ chủ hồ sơ"', KEY),
+                                 compression=INGEST_COMPRESSION), [str(csv_path)])
     rows = con.execute("SELECT count(*) FROM read_parquet(?)", [str(out / "floor.parquet")]).fetchall()[0][0]
     return {"rows": rows, "seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_s() - c0, "peak_rss_mb": _peak_mb()}
 

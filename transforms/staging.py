@@ -138,16 +138,19 @@ def setup_connection(con: duckdb.DuckDBPyConnection, pseudonym_key: bytes | None
         CREATE OR REPLACE MACRO tthc_bool(v) AS CASE WHEN v = 'Có' THEN true WHEN v = 'Không' THEN false
             WHEN lower(v) IN ({yes}) THEN true WHEN lower(v) IN ({no}) THEN false END""")
     if pseudonym_key is not None:
-        key = pseudonym_key
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(64, b"\0")
-        ipad = bytes(b ^ 0x36 for b in key).hex()
-        opad = bytes(b ^ 0x5C for b in key).hex()
-        # HMAC-SHA256 (RFC 2104) over the UTF-8 text, vectorised inside DuckDB; equals Python's hmac module.
-        con.execute(f"""
-            CREATE OR REPLACE MACRO tthc_hmac(v) AS CASE WHEN v IS NULL THEN NULL ELSE
-                sha256(unhex('{opad}') || unhex(sha256(unhex('{ipad}') || encode(v)))) END""")
+        con.execute(f"CREATE OR REPLACE MACRO tthc_hmac(v) AS {hmac_sha256_sql('v', pseudonym_key)}")
+
+
+def hmac_sha256_sql(text: str, key: bytes) -> str:
+    """DuckDB SQL for the hex HMAC-SHA256 (RFC 2104) of the UTF-8 text ``text`` (an expression) under ``key``,
+    vectorised inside DuckDB; equals Python's ``hmac.new(key, text, sha256).hexdigest()``; null for null text."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    ipad = bytes(b ^ 0x36 for b in key).hex()
+    opad = bytes(b ^ 0x5C for b in key).hex()
+    return (f"CASE WHEN ({text}) IS NULL THEN NULL ELSE "
+            f"sha256(unhex('{opad}') || unhex(sha256(unhex('{ipad}') || encode({text})))) END")
 
 
 @dataclass
