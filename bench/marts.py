@@ -166,14 +166,11 @@ def write_catalogue(folder: Path) -> None:
     """The sample province's procedure catalogue as exported on its two snapshot dates: the bulk dossiers use these
     procedures, and a dossier exported without a due date gets one from the legal time of the version in force."""
     from tthc.sample import refdata as R
-    from tthc.sample import simulate as S
-    from tthc.sample.inbox import PROCEDURE_COLUMNS, Row, Style, write_csv
+    from tthc.sample.inbox import write_procedure_csv
 
     folder.mkdir(parents=True, exist_ok=True)
     for snap in (R.SNAPSHOT_1, R.SNAPSHOT_2):
-        rows = [Row(r, None, r["procedure_code"]) for r in S.procedure_rows(snap)]
-        write_csv(folder / f"danhmuc_tthc_{snap:%Y%m%d}.csv", PROCEDURE_COLUMNS, [h for _k, h in PROCEDURE_COLUMNS],
-                  rows, Style())
+        write_procedure_csv(folder / f"danhmuc_tthc_{snap:%Y%m%d}.csv", snap)
 
 
 def stage(n_rows: int, work: Path) -> tuple[Path, Path, float]:

@@ -437,6 +437,17 @@ def _add_invalid(rng: random.Random, rows: list[Row], kind: str, key: str, value
     rows.insert(pos, Row(vals, inv, src.record_id))
 
 
+def procedure_export_rows(snapshot: date) -> list[Row]:
+    """The procedure catalogue as the portal exports it on ``snapshot``."""
+    return [Row(r, None, r["procedure_code"]) for r in S.procedure_rows(snapshot)]
+
+
+def write_procedure_csv(path: Path, snapshot: date) -> dict:
+    """The catalogue exported on ``snapshot`` as a plain CSV (sources.md headers); the writer's layout info."""
+    return write_csv(path, PROCEDURE_COLUMNS, [h for _k, h in PROCEDURE_COLUMNS], procedure_export_rows(snapshot),
+                     Style())
+
+
 def generate_inbox(out: Path, seed: int = 7, scale: float = 1.0, include_undecodable: bool = False) -> dict:
     """Write a sample inbox under `out` and return its manifest (also written to `out/manifest.json`)."""
     out = Path(out)
@@ -523,7 +534,7 @@ def generate_inbox(out: Path, seed: int = 7, scale: float = 1.0, include_undecod
     for snap, name, variant in ((R.SNAPSHOT_1, "DanhMucTTHC_20230105.xlsx", "xlsx_title"),
                                 (R.SNAPSHOT_2, "danhmuc_tthc_20250710.csv", "csv")):
         fo = FileOut(f"dvc_portal/procedures/{name}", "procedures", variant, (snap, snap))
-        fo.rows = [Row(r, None, r["procedure_code"]) for r in S.procedure_rows(snap)]
+        fo.rows = procedure_export_rows(snap)
         p = out / fo.path
         if variant == "xlsx_title":
             st = Style(excel_dates=frozenset({"publication_decision_date"}))
@@ -532,7 +543,7 @@ def generate_inbox(out: Path, seed: int = 7, scale: float = 1.0, include_undecod
                 f"Ngày xuất dữ liệu: {snap:%d/%m/%Y}"],
                 footer=[[f"Tổng số: {len(fo.rows)} thủ tục"]])
         else:
-            info = write_csv(p, PROCEDURE_COLUMNS, [h for _k, h in PROCEDURE_COLUMNS], fo.rows, Style())
+            info = write_procedure_csv(p, snap)
         info["headers"] = dict(PROCEDURE_COLUMNS)
         finish(fo, info, "procedure_code")
 
