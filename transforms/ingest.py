@@ -430,7 +430,7 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
     except Exception as exc:  # an unexpected failure: recorded, files rolled back, other files go on
         store.remove_batch_files(warehouse, [batch_id])
         out.status, out.error = "failed", f"{f.rel}: {type(exc).__name__}: {exc}"
-        if hasher is not None and not isinstance(exc, OSError):
+        if not isinstance(exc, OSError):
             content_hash()
         ledger.finish_batch(batch_id, "failed", error=out.error)
         if isinstance(exc, OSError):

@@ -181,12 +181,11 @@ class Ledger:
         return (row[0], row[1]) if row else None
 
     def size_seen(self, size: int) -> bool:
-        """Whether a file of exactly this size was taken before (a copy of it would have this size)."""
+        """Whether a file of exactly this size was taken before (a copy of it would have this size). Every file the
+        ledger records has a batch row with its size; its hash is there once known."""
         with self.engine.connect() as c:
             row = c.execute(sa.select(batches.c.batch_id).where(
                 batches.c.size_bytes == size, batches.c.sha256.is_not(None)).limit(1)).first()
-            if row is None:
-                row = c.execute(sa.select(files.c.sha256).where(files.c.size_bytes == size).limit(1)).first()
         return row is not None
 
     def record_file(self, sha256: str, size: int, path: str, source: str, entity: str, kind: str) -> None:
