@@ -60,3 +60,16 @@ def test_periods_run_from_first_validity_to_the_period_containing_as_of():
     assert ps[0].eval_date(date(2025, 12, 31)) == ps[0].end
     last_year = [p for p in ps if p.basis == "cutoff_15" and p.period_type == "year"][-1]
     assert last_year.eval_date(date(2025, 12, 31)) == date(2025, 12, 31)  # E = as_of
+
+
+def test_working_day_table_is_the_calendar_as_sql_reads_it():
+    # the table SQL joins to add working days: wd_index(d) + n is the index of the n-th working day after d
+    cal = get_calendar()
+    t = cal.working_day_table(date(2024, 12, 25), date(2025, 3, 31)).to_pydict()
+    assert t["day"][0] == date(2024, 12, 25) and t["day"][-1] == date(2025, 3, 31) and len(t["day"]) == 97
+    assert t["is_working"] == [bool(cal.is_working_day(d)) for d in t["day"]]
+    assert t["wd_index"] == list(np.cumsum(t["is_working"]))
+    working = {i: d for d, i, w in zip(t["day"], t["wd_index"], t["is_working"]) if w}
+    for d, i in zip(t["day"][:40], t["wd_index"][:40]):  # Tết 2025 (27/1..31/1) and weekends on the way
+        for n in (1, 3, 10):
+            assert working[i + n] == cal.add_working_days(d, n)
