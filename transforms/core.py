@@ -307,12 +307,12 @@ def _write_small(con, wh: Path, entity: str, S: dict[str, str]) -> int:
     """, "transaction_id")
 
 
-def _winners_sql(src: str, touched: str | None = None) -> str:
-    only = f" AND dossier_id IN (SELECT dossier_id FROM {touched})" if touched else ""
+def _winners_sql(src: str) -> str:
+    """The winning row of each dossier in ``src`` (an incremental build: the versions of the touched dossiers)."""
     return f"""
         SELECT _batch_id, _source_row, agency_code,
                CAST(coalesce(received_at, submitted_at, updated_at) AS DATE) AS owner_day
-        FROM {src} WHERE dossier_id IS NOT NULL{only}
+        FROM {src} WHERE dossier_id IS NOT NULL
         QUALIFY row_number() OVER (PARTITION BY dossier_id ORDER BY updated_at DESC NULLS LAST, {LATER_INGEST}) = 1
     """
 
