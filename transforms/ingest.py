@@ -14,6 +14,7 @@ import csv
 import hashlib
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,29 +109,8 @@ def new_batch_id(sha256: str | None = None, now: datetime | None = None) -> str:
     return f"b{now:%Y%m%dT%H%M%S%f}-{sha256[:10] if sha256 else secrets.token_hex(5)}"
 
 
-class _Hasher:
-    """SHA-256 of a file on a thread (hashlib releases the GIL on large blocks): overlaps the read and staging."""
-
-    def __init__(self, path: Path):
-        import threading
-
-        self._sha: str | None = None
-        self._exc: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(path,), name="ingest-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self, path: Path) -> None:
-        try:
-            self._sha = sha256_file(path)
-        except BaseException as exc:  # handed to result()
-            self._exc = exc
-
-    def result(self) -> str:
-        self._thread.join()
-        if self._exc is not None:
-            raise self._exc
-        assert self._sha is not None
-        return self._sha
+# the file's SHA-256 on a thread while the file is read and staged (hashlib releases the GIL on large blocks)
+_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-sha256")
 
 
 def load_agencies(path: Path) -> list[dict]:
@@ -370,46 +350,48 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
     if known:  # the very file a batch already took: no need to read it again
         out.status, out.duplicate_of, out.sha256 = "duplicate", known[0], known[1]
         return out
-    if f.problem:
-        sha = out.sha256 = sha256_file(f.path)
-        prior = ledger.ingested_batch_for(sha)
-        if prior:
-            out.status, out.duplicate_of = "duplicate", prior
-            return out
-        batch_id = new_batch_id(sha)
-        ledger.begin_batch(batch_id, run_id, sha256=sha, path=f.rel, size_bytes=size, mtime_ns=mtime_ns,
-                           source=f.source, entity=f.entity, file_kind=f.kind)
-        ledger.finish_batch(batch_id, "rejected", error=f"{f.rel}: {f.problem}")
-        out.status, out.batch_id, out.error = "rejected", batch_id, f"{f.rel}: {f.problem}"
-        return out
     # The same content is ingested once. A copy of a file already taken has that file's size, so a file of a size
-    # the ledger knows is hashed before anything else (a renamed copy then costs one read). Any other file cannot
-    # be an earlier file's copy: it is hashed on a thread while it is read and staged (measured at 5M rows, 2 GB:
-    # the ingest took 1.3 s less than with the hash first), and checked again once the hash is known.
-    hasher: _Hasher | None = None
-    sha = None
-    if ledger.size_seen(size):
+    # the ledger knows (or one rejected unread) is hashed before anything else: a renamed copy then costs one read.
+    # Any other file cannot be an earlier file's copy: it is hashed on a thread while it is read and staged
+    # (measured at 5M rows, 2 GB: the ingest took 1.3 s less than with the hash first), and checked again once
+    # the hash is known.
+    sha: str | None = None
+    hashing: Future[str] | None = None
+    if f.problem or ledger.size_seen(size):
         sha = out.sha256 = sha256_file(f.path)
         prior = ledger.ingested_batch_for(sha)
         if prior:
             out.status, out.duplicate_of = "duplicate", prior
             return out
-        ledger.record_file(sha, size, f.rel, f.source, f.entity, f.kind)
+        if not f.problem:
+            ledger.record_file(sha, size, f.rel, f.source, f.entity, f.kind)
     else:
-        hasher = _Hasher(f.path)
+        hashing = _HASHING.submit(sha256_file, f.path)
     batch_id = new_batch_id(sha)
     out.batch_id = batch_id
     ledger.begin_batch(batch_id, run_id, sha256=sha, path=f.rel, size_bytes=size, mtime_ns=mtime_ns,
                        source=f.source, entity=f.entity, file_kind=f.kind)
+    if f.problem:
+        ledger.finish_batch(batch_id, "rejected", error=f"{f.rel}: {f.problem}")
+        out.status, out.error = "rejected", f"{f.rel}: {f.problem}"
+        return out
 
     def content_hash() -> str:
         """The file's SHA-256 (waiting for the hashing thread), recorded in the ledger."""
         nonlocal sha
         if sha is None:
-            sha = out.sha256 = hasher.result()
+            sha = out.sha256 = hashing.result()
             ledger.record_file(sha, size, f.rel, f.source, f.entity, f.kind)
             ledger.update_batch(batch_id, sha256=sha)
         return sha
+
+    def undo(status: str, error: str, *, hashed: bool = True) -> None:
+        """The batch's files removed and its ledger row closed with ``status`` (after recording the content hash,
+        unless ``hashed`` is false: the file could not be read)."""
+        store.remove_batch_files(warehouse, [batch_id])
+        if hashed:
+            content_hash()
+        ledger.finish_batch(batch_id, status, error=error)
 
     try:
         result = read_file(f.path, f.source, f.entity, batch_rows=batch_rows)
@@ -421,32 +403,25 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
                            fmt=result.format, source_file=f.rel, batch_id=batch_id, agencies=agency_codes,
                            pseudonym_key=pseudonym_key)
     except FileRejected as exc:
-        store.remove_batch_files(warehouse, [batch_id])
-        content_hash()
         out.status, out.error = "rejected", str(exc)
-        ledger.finish_batch(batch_id, "rejected", error=str(exc))
+        undo("rejected", out.error)
         out.seconds = time.perf_counter() - t0
         return out
     except Exception as exc:  # an unexpected failure: recorded, files rolled back, other files go on
-        store.remove_batch_files(warehouse, [batch_id])
         out.status, out.error = "failed", f"{f.rel}: {type(exc).__name__}: {exc}"
-        if not isinstance(exc, OSError):
-            content_hash()
-        ledger.finish_batch(batch_id, "failed", error=out.error)
+        undo("failed", out.error, hashed=not isinstance(exc, OSError))
         if isinstance(exc, OSError):
             raise  # I/O trouble (disk, network share): the flow's task retries the whole file
         out.seconds = time.perf_counter() - t0
         return out
-    if hasher is not None:
+    if hashing is not None:
         try:
             prior = ledger.ingested_batch_for(content_hash())
         except OSError as exc:  # the file could not be read to the end for its hash: the task retries it
-            store.remove_batch_files(warehouse, [batch_id])
-            ledger.finish_batch(batch_id, "failed", error=f"{f.rel}: {type(exc).__name__}: {exc}")
+            undo("failed", f"{f.rel}: {type(exc).__name__}: {exc}", hashed=False)
             raise
         if prior and prior != batch_id:  # the same content got in meanwhile: this batch is undone
-            store.remove_batch_files(warehouse, [batch_id])
-            ledger.finish_batch(batch_id, "duplicate", error=f"{f.rel}: same content as batch {prior}")
+            undo("duplicate", f"{f.rel}: same content as batch {prior}")
             out.status, out.duplicate_of, out.batch_id = "duplicate", prior, None
             out.seconds = time.perf_counter() - t0
             return out
