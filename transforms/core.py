@@ -308,12 +308,13 @@ def _write_small(con, wh: Path, entity: str, S: dict[str, str]) -> int:
 
 
 def _winners_sql(src: str) -> str:
-    """The winning row of each dossier in ``src`` (an incremental build: the versions of the touched dossiers)."""
+    """The winning row of each dossier in ``src`` (an incremental build: the versions of the touched dossiers),
+    with the agency and day its owner is looked up by: every version but the losers (``losers_sql``)."""
     return f"""
-        SELECT _batch_id, _source_row, agency_code,
-               CAST(coalesce(received_at, submitted_at, updated_at) AS DATE) AS owner_day
-        FROM {src} WHERE dossier_id IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY dossier_id ORDER BY updated_at DESC NULLS LAST, {LATER_INGEST}) = 1
+        SELECT s._batch_id, s._source_row, s.agency_code,
+               CAST(coalesce(s.received_at, s.submitted_at, s.updated_at) AS DATE) AS owner_day
+        FROM {src} s ANTI JOIN ({losers_sql(src)}) l ON l._batch_id = s._batch_id AND l._source_row = s._source_row
+        WHERE s.dossier_id IS NOT NULL
     """
 
 

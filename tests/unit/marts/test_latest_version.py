@@ -1,6 +1,6 @@
-"""The full build's choice of each dossier's latest version (transforms.core.losers_sql, hash aggregation) against
-the rule as kpis.md states it, written as the plain ranking: latest updated_at (NULL last), then the later ingest,
-then the greater batch id, then the greater source row."""
+"""The choice of each dossier's latest version (transforms.core.losers_sql, hash aggregation; the full and the
+incremental core builds both use it) against the rule as kpis.md states it, written as the plain ranking: latest
+updated_at (NULL last), then the later ingest, then the greater batch id, then the greater source row."""
 
 import random
 from datetime import datetime, timedelta
