@@ -78,6 +78,11 @@ def test_form06_identities_are_checked():
         check_form06(_f06(c04_received_online=2))
     with pytest.raises(FormIdentityError, match="c11 = c12"):
         check_form06(_f06(c12_in_progress_within_time=0))
+    # an unknown side breaks an identity too, and the message counts the rows
+    good = _f06(period="2024-04")
+    two = pa.concat_tables([_f06(c13_in_progress_overdue=None).cast(good.schema), good])
+    with pytest.raises(FormIdentityError, match=r"c11 = c12 \+ c13: 1 rows"):
+        check_form06(two)
 
 
 def test_identity_violation_publishes_nothing(staged, monkeypatch):
