@@ -35,7 +35,8 @@ def test_bad_batches_alert_by_webhook_and_email(tmp_path, webhook, smtp):
                    f"mailto://127.0.0.1:{sport}?smtp=127.0.0.1&mode=insecure&from=tthc@example.org"
                    f"&to=kstthc@example.org"])
     # previous marts: must stay as they were when the gate rejects a batch
-    good = write_dossier_batch(tmp_path, 400, end=AS_OF - timedelta(days=1), seed=1)
+    # both exports are over a week old: the table is stale, and the verdict comes once, on the latest batch
+    good = write_dossier_batch(tmp_path, 400, end=AS_OF - timedelta(days=8), seed=1)
     mart_dq.build(tmp_path)
     mart = tmp_path / "mart_dq__agency_source_period" / "data.parquet"
     before = mart.read_bytes()
@@ -58,6 +59,7 @@ def test_bad_batches_alert_by_webhook_and_email(tmp_path, webhook, smtp):
                    "H19."):
         assert needle in body, needle
     assert "4 dòng sai" in body
+    assert body.count("freshness") == 1  # not once per stale file
     assert len(mails) == 1
     text = mails[0].content.decode("utf-8", "replace")
     assert "kstthc@example.org" in mails[0].rcpt_tos

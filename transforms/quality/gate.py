@@ -145,7 +145,9 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
             prev_profile = _profile(con, prev["path"])
         results += history.schema_drift(prev["path"] if prev else None, path, prev_profile, profile, label)
         results += history.null_share_jump(prev_profile, profile, label, th, prev["batch_id"] if prev else None)
-        results += history.freshness(table, profile, day, th, label)
+        later = len(idx) - pos - 1 if pos < len(idx) else 0
+        results += history.freshness(table, profile, day, th, label, later_batches=later, earlier_batches=len(earlier),
+                                     earlier_newest=None if later else history.newest_updated_at(con, earlier))
         results += history.volume(con, table, path, earlier, profile, th, label, _validity(settings))
         t1 = time.perf_counter()
         # GX checkpoint on a narrow bounded sample

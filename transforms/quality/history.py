@@ -5,7 +5,9 @@
   every row (warning: the export stopped sending it).
 - volume anomaly: per agency (or per table when it has no agency), rows per covered day of this batch against
   the median of its trailing batches; a commune that usually sends 30 a day and now sends 0 or 3,000.
-- freshness: the newest ``updated_at`` of the batch is older than ``as_of - freshness_lag_days``.
+- freshness: the table's newest ``updated_at`` (this batch's and every earlier staged batch's) is older than
+  ``as_of - freshness_lag_days``; judged on the table's latest-ingested batch only, so a first load of three years
+  of exports, or an old export sent again, is one verdict on the table, not a warning per old file.
 - null-share jump: the share of empty values of a column rose sharply against the previous batch of the format.
 History comes from the staged Parquet itself (two narrow columns per earlier batch), so it works without a ledger
 and a rebuilt ledger cannot make it lie.
@@ -117,19 +119,38 @@ def null_share_jump(prev_profile: dict | None, profile: dict, label: str, th: Th
                   observed={"jumps": jumps, "previous_batch": prev_batch, "threshold": th.null_jump})]
 
 
-def freshness(table: str, profile: dict, as_of: date, th: Thresholds, label: str) -> list[CheckResult]:
-    newest = profile.get("max_updated_at")
-    if table in FRESHNESS_EXEMPT or newest is None and "updated_at" not in profile["types"]:
+def freshness(table: str, profile: dict, as_of: date, th: Thresholds, label: str, *,
+              earlier_newest: datetime | date | None = None, earlier_batches: int = 0,
+              later_batches: int = 0) -> list[CheckResult]:
+    """The table's newest ``updated_at``: this batch's or ``earlier_newest`` (of its ``earlier_batches`` staged
+    batches). Only the latest-ingested batch is judged (``later_batches`` 0): an older one's verdict would be the
+    table's, given again."""
+    batch_newest = profile.get("max_updated_at")
+    if table in FRESHNESS_EXEMPT or later_batches or batch_newest is None and "updated_at" not in profile["types"]:
         return []
+    day = [x.date() if isinstance(x, datetime) else x for x in (batch_newest, earlier_newest)]
+    newest_d = max((d for d in day if d is not None), default=None)
     limit = as_of - timedelta(days=th.freshness_lag_days)
-    newest_d = newest.date() if isinstance(newest, datetime) else newest
     ok = newest_d is not None and newest_d >= limit
     lag = (as_of - newest_d).days if newest_d else None
-    msg = (f"{label}: stale export, newest updated_at is {newest_d} ({lag} days before {as_of}); at most "
-           f"{th.freshness_lag_days} days allowed") if not ok else f"{label}: newest updated_at {newest_d} is fresh"
+    where = (f"newest updated_at of this file and the {earlier_batches} staged before it"
+             if earlier_batches else "newest updated_at")
+    msg = (f"{label}: stale data, {where} is {newest_d} ({lag} days before {as_of}); at most "
+           f"{th.freshness_lag_days} days allowed") if not ok else f"{label}: {where} {newest_d} is fresh"
     return [_hres("freshness", "warning", ok, msg, count=0 if ok else 1, elements=1, etype="batch:freshness",
-                  observed={"max_updated_at": str(newest), "as_of": str(as_of), "lag_days": lag,
+                  observed={"max_updated_at": str(newest_d), "batch_max_updated_at": str(batch_newest),
+                            "earlier_batches": earlier_batches, "as_of": str(as_of), "lag_days": lag,
                             "allowed_lag_days": th.freshness_lag_days})]
+
+
+def newest_updated_at(con, batches: list[dict]):
+    """The newest ``updated_at`` of these staged batches (``batch_index`` rows), or None."""
+    if not batches:
+        return None
+    files = [str(b["path"]) for b in batches if "updated_at" in pq.read_schema(b["path"]).names]
+    if not files:
+        return None
+    return con.execute(f"SELECT max(updated_at) FROM read_parquet({files!r}, union_by_name=true)").fetchone()[0]
 
 
 def volume(con, table: str, path: Path, history: list[dict], profile: dict, th: Thresholds,
