@@ -135,7 +135,9 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
         label = f"{table}, file {fname}"
         results = [check_result(r, table, fname) for r in raw]
         # history
-        idx = history.batch_index(con, warehouse, table)
+        # updated_at later than the day after as_of does not count as fresh data (history.freshness)
+        idx = history.batch_index(con, warehouse, table, newest_before=datetime.combine(day + timedelta(days=2),
+                                                                                         datetime.min.time()))
         pos = next((i for i, b in enumerate(idx) if b["batch_id"] == batch_id), len(idx))
         earlier = idx[:pos]
         fmt = next((b["format"] for b in idx if b["batch_id"] == batch_id), None)
@@ -145,9 +147,14 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
             prev_profile = _profile(con, prev["path"])
         results += history.schema_drift(prev["path"] if prev else None, path, prev_profile, profile, label)
         results += history.null_share_jump(prev_profile, profile, label, th, prev["batch_id"] if prev else None)
-        later = len(idx) - pos - 1 if pos < len(idx) else 0
-        results += history.freshness(table, profile, day, th, label, later_batches=later, earlier_batches=len(earlier),
-                                     earlier_newest=None if later else history.newest_updated_at(con, earlier))
+        if "updated_at" in profile["types"]:
+            same = [b for b in idx if b["format"] == fmt]
+            me = next((i for i, b in enumerate(same) if b["batch_id"] == batch_id), None)
+            if me is None:  # not in the index (never for a staged file): judged alone
+                results += history.freshness(table, {"batch_id": batch_id, "format": fmt, "newest": None}, same, 0,
+                                             day, th, label)
+            else:
+                results += history.freshness(table, same[me], same[:me], len(same) - me - 1, day, th, label)
         results += history.volume(con, table, path, earlier, profile, th, label, _validity(settings))
         t1 = time.perf_counter()
         # GX checkpoint on a narrow bounded sample

@@ -5,9 +5,9 @@
   every row (warning: the export stopped sending it).
 - volume anomaly: per agency (or per table when it has no agency), rows per covered day of this batch against
   the median of its trailing batches; a commune that usually sends 30 a day and now sends 0 or 3,000.
-- freshness: the table's newest ``updated_at`` (this batch's and every earlier staged batch's) is older than
-  ``as_of - freshness_lag_days``; judged on the table's latest-ingested batch only, so a first load of three years
-  of exports, or an old export sent again, is one verdict on the table, not a warning per old file.
+- freshness: a source's newest ``updated_at`` (this batch's and every earlier staged batch's of the same source
+  format) is older than ``as_of - freshness_lag_days``; judged on the format's latest-ingested batch only, so a
+  first load of three years of exports, or an old export sent again, is one verdict, not a warning per old file.
 - null-share jump: the share of empty values of a column rose sharply against the previous batch of the format.
 History comes from the staged Parquet itself (two narrow columns per earlier batch), so it works without a ledger
 and a rebuilt ledger cannot make it lie.
@@ -53,13 +53,24 @@ class Thresholds:
         return t
 
 
-def batch_index(con, warehouse: Path, table: str) -> list[dict]:
-    """Every staged batch of the table, oldest first: batch_id, format, ingested_at, path."""
+def batch_index(con, warehouse: Path, table: str, newest_before: datetime | None = None) -> list[dict]:
+    """Every staged batch of the table, oldest first: batch_id, format, ingested_at, path, and ``newest``: its
+    latest ``updated_at`` before ``newest_before`` (None without that bound or that column). One scan of three
+    narrow columns over all the table's files (3,000 batches: ~1 s; a query per file took twice as long)."""
+    files = table_files(warehouse, table)
+    if not files:
+        return []
+    src = f"read_parquet({[str(f) for f in files]!r}, union_by_name=true, filename=true)"
+    cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    newest = "NULL"
+    if newest_before is not None and "updated_at" in cols:
+        newest = f"max(updated_at) FILTER (WHERE updated_at < CAST({lit(str(newest_before))} AS TIMESTAMP))"
+    got = {r[0]: r[1:] for r in con.execute(
+        f"SELECT filename, any_value(_format), max(_ingested_at), {newest} FROM {src} GROUP BY filename").fetchall()}
     out = []
-    for f in table_files(warehouse, table):
-        r = con.execute(f"SELECT any_value(_format), max(_ingested_at) FROM read_parquet({lit(str(f))})"
-                        ).fetchone()
-        out.append({"batch_id": f.stem, "format": r[0], "ingested_at": r[1], "path": f})
+    for f in files:  # a file without rows has no group: it is still a batch
+        fmt, ingested, upd = got.get(str(f), (None, None, None))
+        out.append({"batch_id": f.stem, "format": fmt, "ingested_at": ingested, "path": f, "newest": upd})
     out.sort(key=lambda b: (b["ingested_at"] or datetime.min, b["batch_id"]))
     return out
 
@@ -119,38 +130,30 @@ def null_share_jump(prev_profile: dict | None, profile: dict, label: str, th: Th
                   observed={"jumps": jumps, "previous_batch": prev_batch, "threshold": th.null_jump})]
 
 
-def freshness(table: str, profile: dict, as_of: date, th: Thresholds, label: str, *,
-              earlier_newest: datetime | date | None = None, earlier_batches: int = 0,
-              later_batches: int = 0) -> list[CheckResult]:
-    """The table's newest ``updated_at``: this batch's or ``earlier_newest`` (of its ``earlier_batches`` staged
-    batches). Only the latest-ingested batch is judged (``later_batches`` 0): an older one's verdict would be the
-    table's, given again."""
-    batch_newest = profile.get("max_updated_at")
-    if table in FRESHNESS_EXEMPT or later_batches or batch_newest is None and "updated_at" not in profile["types"]:
+def freshness(table: str, batch: dict, earlier: list[dict], later: int, as_of: date, th: Thresholds,
+              label: str) -> list[CheckResult]:
+    """A source is fresh when its newest ``updated_at`` is within ``freshness_lag_days`` of ``as_of``: its newest
+    over this batch and the ``earlier`` staged batches of the same source format (``batch_index`` rows; another
+    system's fresh export must not hide a stale one). Judged on the format's latest-ingested batch only (``later``
+    0): an older batch's verdict would be the source's, given again. ``updated_at`` after the day following as_of
+    is not counted (``batch_index``'s bound): a clock error must not make a stale source look fresh for ever."""
+    if table in FRESHNESS_EXEMPT or later:
         return []
-    day = [x.date() if isinstance(x, datetime) else x for x in (batch_newest, earlier_newest)]
-    newest_d = max((d for d in day if d is not None), default=None)
+    stamps = [b["newest"] for b in (*earlier, batch) if b.get("newest") is not None]
+    newest = max(stamps, default=None)
+    newest_d = newest.date() if isinstance(newest, datetime) else newest
     limit = as_of - timedelta(days=th.freshness_lag_days)
     ok = newest_d is not None and newest_d >= limit
     lag = (as_of - newest_d).days if newest_d else None
-    where = (f"newest updated_at of this file and the {earlier_batches} staged before it"
-             if earlier_batches else "newest updated_at")
+    fmt = f" (format {batch.get('format')})" if batch.get("format") else ""
+    where = (f"newest updated_at of this file and the {len(earlier)} staged before it{fmt}"
+             if earlier else "newest updated_at")
     msg = (f"{label}: stale data, {where} is {newest_d} ({lag} days before {as_of}); at most "
            f"{th.freshness_lag_days} days allowed") if not ok else f"{label}: {where} {newest_d} is fresh"
     return [_hres("freshness", "warning", ok, msg, count=0 if ok else 1, elements=1, etype="batch:freshness",
-                  observed={"max_updated_at": str(newest_d), "batch_max_updated_at": str(batch_newest),
-                            "earlier_batches": earlier_batches, "as_of": str(as_of), "lag_days": lag,
-                            "allowed_lag_days": th.freshness_lag_days})]
-
-
-def newest_updated_at(con, batches: list[dict]):
-    """The newest ``updated_at`` of these staged batches (``batch_index`` rows), or None."""
-    if not batches:
-        return None
-    files = [str(b["path"]) for b in batches if "updated_at" in pq.read_schema(b["path"]).names]
-    if not files:
-        return None
-    return con.execute(f"SELECT max(updated_at) FROM read_parquet({files!r}, union_by_name=true)").fetchone()[0]
+                  observed={"max_updated_at": str(newest_d), "batch_max_updated_at": str(batch.get("newest")),
+                            "format": batch.get("format"), "earlier_batches": len(earlier), "as_of": str(as_of),
+                            "lag_days": lag, "allowed_lag_days": th.freshness_lag_days})]
 
 
 def volume(con, table: str, path: Path, history: list[dict], profile: dict, th: Thresholds,

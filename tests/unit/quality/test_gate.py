@@ -202,23 +202,39 @@ def test_volume_ignores_an_agency_not_valid_in_the_batch_window(tmp_path):
     assert "volume:H19.26290" not in _failed(g)
 
 
-def test_freshness_is_the_tables_judged_on_its_latest_batch(tmp_path):
-    """A first load of old exports (or an old export sent again) is not a stale source when newer data is staged;
-    and N stale historical files give one warning, on the latest-ingested batch, not N."""
+def _freshness(g):
+    return [r for r in g.results if r.name == "freshness"]
+
+
+def test_freshness_is_the_sources_judged_on_its_latest_batch(tmp_path):
+    """A first load of old exports (or an old export sent again) is not a stale source when newer data of the same
+    source format is staged, and N stale historical files give one warning, on the latest-ingested batch, not N;
+    another format's fresh export does not hide a stale one, nor does an updated_at in the future."""
     day = datetime(2026, 1, 1, 2)
     old = [write_dossier_batch(tmp_path, 200, end=AS_OF - timedelta(days=400 - 100 * k), seed=k,
                                ingested=day + timedelta(minutes=k)) for k in range(3)]
-    # only old data staged: the earlier batches are not judged, the latest one is, on the table's newest record
-    assert not [r for b in old[:2] for r in check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF).results
-                if r.name == "freshness"]
+    # only old data staged: the earlier batches are not judged, the latest one is, on the source's newest record
+    assert not [r for b in old[:2] for r in _freshness(check_batch(tmp_path, DOSSIERS, b, settings=NO_GX,
+                                                                   as_of=AS_OF))]
     r = _failed(check_batch(tmp_path, DOSSIERS, old[2], settings=NO_GX, as_of=AS_OF))["freshness"]
     assert r.observed["lag_days"] == 200 and r.observed["earlier_batches"] == 2
     # a fresh export staged earlier in the same run: the old file ingested after it is not stale
     fresh = write_dossier_batch(tmp_path, 200, end=AS_OF, seed=8, ingested=day + timedelta(minutes=3))
     late_old = write_dossier_batch(tmp_path, 200, end=AS_OF - timedelta(days=500), seed=9,
                                    ingested=day + timedelta(minutes=4))
-    assert not [r for r in check_batch(tmp_path, DOSSIERS, fresh, settings=NO_GX, as_of=AS_OF).results
-                if r.name == "freshness"]
-    g = check_batch(tmp_path, DOSSIERS, late_old, settings=NO_GX, as_of=AS_OF)
-    r = next(r for r in g.results if r.name == "freshness")
+    assert not _freshness(check_batch(tmp_path, DOSSIERS, fresh, settings=NO_GX, as_of=AS_OF))
+    (r,) = _freshness(check_batch(tmp_path, DOSSIERS, late_old, settings=NO_GX, as_of=AS_OF))
     assert r.success and r.observed["lag_days"] == 0 and r.observed["batch_max_updated_at"].startswith("2024-")
+    # the other system (national sync) is fresh; a flat export stuck two months back is still stale
+    other = tmp_path / "other"
+    write_dossier_batch(other, 200, end=AS_OF, seed=10, fmt="national_sync", ingested=day)
+    stuck = write_dossier_batch(other, 200, end=AS_OF - timedelta(days=60), seed=11, ingested=day + timedelta(hours=1))
+    r = _failed(check_batch(other, DOSSIERS, stuck, settings=NO_GX, as_of=AS_OF))["freshness"]
+    assert r.observed["lag_days"] == 60 and r.observed["format"] == "flat_export"
+    # one clock error in the past (a row updated in 2052) does not keep a stale source fresh
+    clock = tmp_path / "clock"
+    write_dossier_batch(clock, 200, end=AS_OF - timedelta(days=300), seed=12, ingested=day,
+                        overrides={"updated_at": "CASE WHEN i = 0 THEN TIMESTAMP '2052-01-10' ELSE upd END"})
+    stale = write_dossier_batch(clock, 200, end=AS_OF - timedelta(days=90), seed=13, ingested=day + timedelta(hours=1))
+    r = _failed(check_batch(clock, DOSSIERS, stale, settings=NO_GX, as_of=AS_OF))["freshness"]
+    assert r.observed["lag_days"] == 90
