@@ -258,7 +258,7 @@ def _build_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None) 
         counts[f"core_{entity}"] = _write_small(con, wh, entity, S)
     enums = dossier_enums(con, S["dossiers"])
     src = staged_relation(con, wh, STAGED["dossiers"], types=enums)
-    load_dossier_owner(con, owner_pairs_sql(src), enums["agency_code"])
+    load_dossier_owner(con, owner_pairs_sql(src), enums.get("agency_code", "VARCHAR"))
     counts["core_dossiers"] = _write_dossier_parts(con, wh, core_dossiers_sql(src, wh, enums=enums), None)
     return counts
 
