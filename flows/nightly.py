@@ -66,13 +66,18 @@ def ingest_file_task(f: ingest.InboxFile, warehouse: Path, ledger_url: str, run_
 def gate_task(warehouse: Path, source: str, entity: str, batch_id: str, ledger_url: str, run_id: str,
               settings: Settings, as_of: date):
     """Great Expectations contract + batch checks on one staged batch; a critical failure holds the batch."""
-    from transforms.quality.gate import check_batch
+    from transforms.quality import gate
 
     log = get_run_logger()
     ledger = Ledger(ledger_url)
     try:
-        g = check_batch(warehouse, stg_table(source, entity), batch_id, ledger=ledger, run_id=run_id,
-                        settings=settings, as_of=as_of)
+        try:
+            g = gate.check_batch(warehouse, stg_table(source, entity), batch_id, ledger=ledger, run_id=run_id,
+                                 settings=settings, as_of=as_of)
+        except Exception as exc:  # held, not re-gated (and crashing) every night before anything is built
+            log.exception("quality gate failed on %s", batch_id)
+            g = gate.crashed(stg_table(source, entity), batch_id, exc)
+            ledger.record_dq(gate.ledger_rows(g, {"source": source, "entity": entity}, run_id))
         if g.passed:
             ledger.finish_batch(batch_id, "passed")
             for w in g.warnings:

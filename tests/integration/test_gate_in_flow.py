@@ -154,3 +154,39 @@ def test_an_operator_releases_a_held_batch_and_the_next_run_uses_it(prefect_harn
     finally:
         ledger.dispose()
     assert row["status"] == "passed" and "checked with xã" in row["error"]
+
+
+def test_a_gate_that_crashes_holds_its_batch_and_the_next_run_goes_on(prefect_harness, tmp_path, monkeypatch):
+    """When the checks themselves fail on a batch (a bug, a file DuckDB cannot read back), that batch is held like a
+    critical failure, the night's other batches are built and the run fails naming it; the next run does not trip
+    over it again (before, the batch stayed staged and ungated, and every later run crashed on it)."""
+    import transforms.quality.gate as G
+    from flows.nightly import nightly
+
+    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
+    generate_inbox(inbox, seed=14, scale=0.1)
+    monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "k")
+    monkeypatch.setenv("TTHC_ALERT_URLS", "")
+    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
+        monkeypatch.delenv(k, raising=False)
+    real = G.check_batch
+
+    def crashing(wh_, table, batch_id, **kw):
+        if table == "stg_dvc_portal__ratings":
+            raise RuntimeError("checks broke")
+        return real(wh_, table, batch_id, **kw)
+
+    monkeypatch.setattr(G, "check_batch", crashing)
+    first = nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True)
+    assert first.is_failed() and "checks broke" in first.message and "stg_dvc_portal__ratings" in first.message
+    held = list((wh / "_held" / "stg_dvc_portal__ratings").glob("*.parquet"))
+    assert len(held) == 1 and not list((wh / "stg_dvc_portal__ratings").glob("*.parquet"))
+    assert (wh / "mart_kpi__agency_period" / "data.parquet").exists()  # the other batches went on
+    ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
+    try:
+        assert ledger.batches_with_status(("staged",)) == []
+        assert [b["batch_id"] for b in ledger.batches_with_status(("gate_failed",))] == [held[0].stem]
+    finally:
+        ledger.dispose()
+    monkeypatch.setattr(G, "check_batch", real)
+    assert nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True).is_completed()

@@ -176,6 +176,18 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
     return gr
 
 
+def crashed(table: str, batch_id: str, exc: BaseException) -> GateResult:
+    """The verdict on a batch whose checks themselves failed (a bug, a broken file): held like a critical failure,
+    so its data is not published, the run fails and alerts, and ``tthc release`` can let it through once looked at,
+    instead of the same batch failing every later run before any other batch is built."""
+    msg = (f"{table}, batch {batch_id}: the quality gate could not check it ({type(exc).__name__}: {exc}); "
+           f"held until looked at")
+    return GateResult(table=table, batch_id=batch_id, source_file=batch_id, rows=0, results=[CheckResult(
+        name="gate_error", severity="critical", success=False, unexpected_count=1, element_count=1, message=msg,
+        kind="batch_rule", expectation_type="gate_error", table=table, batch_id=batch_id, source_file=batch_id,
+        observed={"error": f"{type(exc).__name__}: {exc}"})])
+
+
 def _profile(con, path: Path) -> dict:
     import pyarrow.parquet as pq
 

@@ -148,8 +148,13 @@ def freshness(table: str, batch: dict, earlier: list[dict], later: int, as_of: d
     fmt = f" (format {batch.get('format')})" if batch.get("format") else ""
     where = (f"newest updated_at of this file and the {len(earlier)} staged before it{fmt}"
              if earlier else "newest updated_at")
-    msg = (f"{label}: stale data, {where} is {newest_d} ({lag} days before {as_of}); at most "
-           f"{th.freshness_lag_days} days allowed") if not ok else f"{label}: {where} {newest_d} is fresh"
+    if newest_d is None:
+        msg = f"{label}: no updated_at staged yet{fmt}: freshness unknown"
+    elif not ok:
+        msg = (f"{label}: stale data, {where} is {newest_d} ({lag} days before {as_of}); at most "
+               f"{th.freshness_lag_days} days allowed")
+    else:
+        msg = f"{label}: {where} {newest_d} is fresh"
     return [_hres("freshness", "warning", ok, msg, count=0 if ok else 1, elements=1, etype="batch:freshness",
                   observed={"max_updated_at": str(newest_d), "batch_max_updated_at": str(batch.get("newest")),
                             "format": batch.get("format"), "earlier_batches": len(earlier), "as_of": str(as_of),

@@ -185,7 +185,8 @@ def evaluate_suite(con, source: Source, suite: dict, warehouse: Path | None,
     sel = ["count(*) AS n", *(extra_select or [])]
     for i, (exp, dom, bad) in enumerate(pending):
         if dom is not None:
-            sel.append(f"count_if({dom}) AS d{i}, count_if(({dom}) AND ({bad})) AS u{i}")
+            # coalesce: count_if of no rows is NULL in DuckDB 2.0 (an empty batch or table)
+            sel.append(f"coalesce(count_if({dom}), 0) AS d{i}, coalesce(count_if(({dom}) AND ({bad})), 0) AS u{i}")
     cur = con.execute(f"SELECT {', '.join(sel)} FROM {src}")
     row = dict(zip([d[0] for d in cur.description], cur.fetchall()[0]))  # fetchall: the result is complete
     n = row["n"]

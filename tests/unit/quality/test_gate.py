@@ -238,3 +238,15 @@ def test_freshness_is_the_sources_judged_on_its_latest_batch(tmp_path):
     stale = write_dossier_batch(clock, 200, end=AS_OF - timedelta(days=90), seed=13, ingested=day + timedelta(hours=1))
     r = _failed(check_batch(clock, DOSSIERS, stale, settings=NO_GX, as_of=AS_OF))["freshness"]
     assert r.observed["lag_days"] == 90
+
+
+def test_an_empty_batch_is_a_row_count_warning_not_a_crash(tmp_path):
+    """A file whose every row was quarantined stages an empty batch: its row rules count nothing (DuckDB 2.0's
+    count_if over no rows is NULL, which crashed the gate), and the row count says what happened."""
+    b = write_dossier_batch(tmp_path, 0, end=AS_OF)
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    assert g.passed and g.rows == 0
+    w = {r.name: r.message for r in g.warnings}
+    assert set(w) == {"row_count", "freshness"}
+    assert "0 rows" in w["row_count"] and "freshness unknown" in w["freshness"]
+    assert all(r.unexpected_count == 0 for r in g.results if r.kind == "row_rule")
