@@ -57,6 +57,8 @@ def ingest_file_task(f: ingest.InboxFile, warehouse: Path, ledger_url: str, run_
             log.warning("%s: unknown column(s) kept in raw: %s", f.rel, ", ".join(out.unknown_columns))
     elif out.status == "duplicate":
         log.info("%s: same content already ingested as batch %s; skipped", f.rel, out.duplicate_of)
+    elif out.status == "rejected_before":  # reported when it was rejected; not a new failure
+        log.warning("%s", out.error)
     else:
         log.error("%s: %s", f.rel, out.error)
     return out
@@ -284,10 +286,11 @@ def _summary_markdown(run_id: str, as_of: date, outcomes: list[ingest.FileOutcom
     s = ingest.summarize(outcomes)
     lines = [f"# Nightly run {run_id} (as of {as_of})", "",
              f"Files: {s['files']} (staged {s['staged']}, already ingested {s['duplicate']}, "
-             f"rejected {s['rejected']}, failed {s['failed']}); rows raw {s['rows_raw']}, staged "
+             f"rejected {s['rejected']}, rejected before and unchanged {s['rejected_before']}, "
+             f"failed {s['failed']}); rows raw {s['rows_raw']}, staged "
              f"{s['rows_staged']}, quarantined {s['rows_quarantined']}.", "",
              f"Core and marts: {build.get('rebuild')} ({build.get('reason')}).", ""]
-    problems = [o for o in outcomes if o.status in ("rejected", "failed")]
+    problems = [o for o in outcomes if o.status in ("rejected", "rejected_before", "failed")]
     if problems:
         lines += ["## Files not loaded", ""] + [f"- `{o.rel}`: {o.error}" for o in problems] + [""]
     return "\n".join(lines)

@@ -48,7 +48,7 @@ class InboxFile:
 @dataclass
 class FileOutcome:
     rel: str
-    status: str  # staged | duplicate | rejected | failed
+    status: str  # staged | duplicate | rejected | rejected_before (unchanged since its rejection: not read) | failed
     batch_id: str | None = None
     sha256: str | None = None
     source: str | None = None
@@ -337,6 +337,32 @@ def recover(warehouse: Path, ledger: Ledger, current_run_id: str | None = None) 
     return crashed
 
 
+# what decides whether a file can be read: a file rejected before is read again once one of these is newer than
+# the rejection (a column alias added to a mapping, a code list extended, a new release of the readers)
+_ROOT = Path(__file__).resolve().parent.parent
+READING_RULES = ("transforms/mappings/*.yaml", "expectations/tables/*.yaml", "expectations/codes.yaml",
+                 "transforms/readers/*.py", "transforms/staging.py", "transforms/ingest.py")
+
+
+def reading_rules_changed_at() -> datetime:
+    """The latest modification (naive UTC, as the ledger's times) of the files in ``READING_RULES``."""
+    newest = max(p.stat().st_mtime for pattern in READING_RULES for p in _ROOT.glob(pattern))
+    return datetime.fromtimestamp(newest, UTC).replace(tzinfo=None)
+
+
+def _still_rejected(out: FileOutcome, rej: dict | None) -> bool:
+    """Whether ``rej`` (the ledger's earlier rejection of this file or content) still stands: then the file is not
+    read again, ``out`` says so (status ``rejected_before``) and the run is not failed again for it. It no longer
+    stands once the reading rules changed after it: the file is then read again."""
+    if rej is None or (rej["finished_at"] is not None and reading_rules_changed_at() > rej["finished_at"]):
+        return False
+    why = str(rej["error"] or "").removeprefix(f"{out.rel}: ")
+    out.status, out.duplicate_of, out.sha256 = "rejected_before", rej["batch_id"], rej["sha256"]
+    out.error = (f"{out.rel}: not read again: rejected as batch {rej['batch_id']} ({why}); neither the file nor the "
+                 f"reading rules (transforms/mappings, expectations) changed since")
+    return True
+
+
 def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, agency_codes: Iterable[str],
                 pseudonym_key: bytes, batch_rows: int = 500_000) -> FileOutcome:
     """Ingest one inbox file as one batch. Never raises for bad input: the outcome says what happened."""
@@ -350,6 +376,8 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
     if known:  # the very file a batch already took: no need to read it again
         out.status, out.duplicate_of, out.sha256 = "duplicate", known[0], known[1]
         return out
+    if _still_rejected(out, ledger.rejection_for(path=f.rel, size=size, mtime_ns=mtime_ns)):
+        return out
     # The same content is ingested once. A copy of a file already taken has that file's size, so a file of a size
     # the ledger knows (or one rejected unread) is hashed before anything else: a renamed copy then costs one read.
     # Any other file cannot be an earlier file's copy: it is hashed on a thread while it is read and staged
@@ -362,6 +390,8 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
         prior = ledger.ingested_batch_for(sha)
         if prior:
             out.status, out.duplicate_of = "duplicate", prior
+            return out
+        if _still_rejected(out, ledger.rejection_for(sha256=sha)):
             return out
         if not f.problem:
             ledger.record_file(sha, size, f.rel, f.source, f.entity, f.kind)
@@ -437,7 +467,7 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
 
 
 def summarize(outcomes: list[FileOutcome]) -> dict:
-    s = {"files": len(outcomes), "staged": 0, "duplicate": 0, "rejected": 0, "failed": 0,
+    s = {"files": len(outcomes), "staged": 0, "duplicate": 0, "rejected": 0, "rejected_before": 0, "failed": 0,
          "rows_raw": 0, "rows_staged": 0, "rows_quarantined": 0}
     for o in outcomes:
         s[o.status] = s.get(o.status, 0) + 1

@@ -166,7 +166,7 @@ class Ledger:
         """The batch that already ingested this content (any name), or None."""
         with self.engine.connect() as c:
             row = c.execute(sa.select(batches.c.batch_id).where(
-                batches.c.sha256 == sha256, batches.c.status.in_(DONE_STATUSES + ("rejected",))
+                batches.c.sha256 == sha256, batches.c.status.in_(DONE_STATUSES)
             ).limit(1)).first()
         return row[0] if row else None
 
@@ -176,9 +176,21 @@ class Ledger:
         with self.engine.connect() as c:
             row = c.execute(sa.select(batches.c.batch_id, batches.c.sha256).where(
                 batches.c.path == path, batches.c.size_bytes == size, batches.c.mtime_ns == mtime_ns,
-                batches.c.sha256.is_not(None), batches.c.status.in_(DONE_STATUSES + ("rejected",))
+                batches.c.sha256.is_not(None), batches.c.status.in_(DONE_STATUSES)
             ).limit(1)).first()
         return (row[0], row[1]) if row else None
+
+    def rejection_for(self, *, sha256: str | None = None, path: str | None = None, size: int | None = None,
+                      mtime_ns: int | None = None) -> dict | None:
+        """The latest rejected batch of this content (``sha256``) or of this very file (``path``, ``size``,
+        ``mtime_ns``): batch_id, sha256, error, finished_at; None when it was never rejected."""
+        cond = ([batches.c.sha256 == sha256] if sha256 is not None else
+                [batches.c.path == path, batches.c.size_bytes == size, batches.c.mtime_ns == mtime_ns])
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(batches.c.batch_id, batches.c.sha256, batches.c.error, batches.c.finished_at)
+                            .where(batches.c.status == "rejected", batches.c.sha256.is_not(None), *cond)
+                            .order_by(batches.c.finished_at.desc()).limit(1)).first()
+        return dict(row._mapping) if row else None
 
     def size_seen(self, size: int) -> bool:
         """Whether a file of exactly this size was taken before (a copy of it would have this size). Every file the

@@ -208,7 +208,10 @@ def test_second_run_ingests_nothing_new(two_runs):
     summary = json.loads(run2["summary_json"])
     n_files = len(two_runs.manifest["files"]) + 2  # + misplaced file + renamed copy
     assert summary["files"] == n_files
-    assert summary["duplicate"] == n_files
+    # the files rejected by the first run are not read again (nothing changed) and say so; the rest are known
+    rejected1 = json.loads(run1["summary_json"])["rejected"]
+    assert rejected1 >= 2 and summary["rejected_before"] == rejected1
+    assert summary["duplicate"] == n_files - rejected1
     assert summary["staged"] == summary["rejected"] == summary["failed"] == summary["rows_raw"] == 0
     led = Ledger(f"sqlite:///{two_runs.wh / '_ledger.sqlite'}")
     try:

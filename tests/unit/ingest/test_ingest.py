@@ -4,9 +4,11 @@ one file as one batch (rejected, duplicate by content, staged) against a SQLite 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -254,18 +256,51 @@ def test_ingest_file_rejects_a_misplaced_file_once(tmp_path):
         assert b["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
         again = ingest.ingest_file(f, warehouse=wh, ledger=ledger, run_id="r2", agency_codes=[],
                                    pseudonym_key=b"k")
-        assert again.status == "duplicate" and again.duplicate_of == out.batch_id
+        # not read again, said so (not "already ingested"), and not a new batch or a new failure of the run
+        assert again.status == "rejected_before" and again.duplicate_of == out.batch_id
+        assert "not read again" in again.error and "not under <source>/<entity>/" in again.error
+        assert ledger.batches_of_run("r2") == []
         assert [d.name for d in wh.iterdir() if not d.name.startswith("_")] == []  # no table was written
     finally:
         ledger.dispose()
 
 
+def test_a_rejected_file_is_read_again_once_the_reading_rules_change(desk, tmp_path, monkeypatch):
+    """A dossier export whose headers no mapping knows is rejected; the operator adds the aliases to
+    transforms/mappings (no code change): the next run reads the same file again instead of skipping it."""
+    bad = tmp_path / "in" / "dvc_portal" / "ratings" / "vendor.csv"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("cot_a,cot_b\n1,2\n", encoding="utf-8")
+    (f,) = ingest.discover(tmp_path / "in")
+    first = desk.take(f, "r1")
+    assert first.status == "rejected"
+    assert desk.take(f, "r2").status == "rejected_before"
+    later = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=1)
+    monkeypatch.setattr(ingest, "reading_rules_changed_at", lambda: later)  # a mapping edited after the rejection
+    third = desk.take(f, "r3")
+    assert third.status == "rejected" and third.batch_id != first.batch_id  # read again (and still unreadable)
+
+
+def test_reading_rules_changed_at_is_the_newest_rule_file(tmp_path, monkeypatch):
+    for rel in ingest.READING_RULES:
+        p = tmp_path / rel.replace("*", "x")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("x")
+        os.utime(p, (1_700_000_000, 1_700_000_000))
+    newest = tmp_path / "transforms" / "mappings" / "flat_export.yaml"
+    newest.write_text("aliases")
+    os.utime(newest, (1_800_000_000, 1_800_000_000))
+    monkeypatch.setattr(ingest, "_ROOT", tmp_path)
+    assert ingest.reading_rules_changed_at() == datetime.fromtimestamp(1_800_000_000, UTC).replace(tzinfo=None)
+
+
 def test_summarize_counts_every_outcome():
     outs = [ingest.FileOutcome("a", "staged", rows_raw=5, rows_staged=4, rows_quarantined=1),
             ingest.FileOutcome("b", "duplicate"), ingest.FileOutcome("c", "rejected"),
-            ingest.FileOutcome("d", "staged", rows_raw=2, rows_staged=2)]
+            ingest.FileOutcome("d", "staged", rows_raw=2, rows_staged=2), ingest.FileOutcome("e", "rejected_before")]
     s = ingest.summarize(outs)
-    assert (s["files"], s["staged"], s["duplicate"], s["rejected"], s["failed"]) == (4, 2, 1, 1, 0)
+    assert (s["files"], s["staged"], s["duplicate"], s["rejected"], s["rejected_before"], s["failed"]) == (
+        5, 2, 1, 1, 1, 0)
     assert (s["rows_raw"], s["rows_staged"], s["rows_quarantined"]) == (7, 6, 1)
 
 
