@@ -26,6 +26,7 @@ Documented choices where kpis.md leaves room (each pinned by a unit test in test
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -792,6 +793,10 @@ def explain(warehouse: Path, code: str, agency: str, period: str, *, basis: str 
     06 column for an agency (its roll-up included) and period, with ``in_numerator``."""
     if code not in EXPLAIN:
         raise KeyError(f"cannot explain {code!r}; one of: {', '.join(EXPLAIN)}")
+    if basis not in PERIOD_BASES:
+        raise ValueError(f"basis must be one of {', '.join(PERIOD_BASES)}, not {basis!r}")
+    if not re.fullmatch(r"\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?", period):
+        raise ValueError(f"period must look like 2024-03 (month), 2024-Q1 (quarter) or 2024 (year), not {period!r}")
     wh = Path(warehouse)
     as_of = as_of or marts_as_of(wh)
     if as_of is None:
@@ -801,9 +806,16 @@ def explain(warehouse: Path, code: str, agency: str, period: str, *, basis: str 
     con = con or duck(wh)
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE agencies AS SELECT * FROM {_core(wh, 'core_agencies')}")
+        if not con.execute("SELECT count(*) FROM agencies WHERE agency_code = ?", [agency]).fetchall()[0][0]:
+            near = [r[0] for r in con.execute(
+                "SELECT agency_code FROM agencies ORDER BY levenshtein(upper(agency_code), upper(?)), agency_code "
+                "LIMIT 3", [agency]).fetchall()]
+            raise ValueError(f"agency {agency!r} is not in core_agencies (agencies.csv); nearest: {', '.join(near)}")
         make_agency_chain(con)
         _load_periods(con, as_of, {period})
         con.execute("UPDATE periods SET selected = selected AND basis = ?", [basis])
+        if not con.execute("SELECT count(*) FROM periods WHERE selected").fetchall()[0][0]:
+            raise ValueError(f"period {period} is not in the marts built as of {as_of} (from 2023 to that date)")
         D, F = _core(wh, "core_dossiers"), _core(wh, "core_feedback")
         E = _core(wh, "core_e_certifications")
         con.execute(f"""

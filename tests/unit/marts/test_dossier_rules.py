@@ -1,5 +1,6 @@
 """One small case per dossier rule of kpis.md and per settled detail (each asserts numbers that could differ)."""
 
+import re
 from datetime import date, datetime
 
 import pytest
@@ -288,3 +289,20 @@ def test_explain_matches_the_mart(staged, kpi):
         assert (num, t.num_rows) == staged.i766("P", "2024-Q1", "5.4")[:2]
     else:
         assert (num, t.num_rows) == staged.kpi("P", "2024-Q1", kpi)[:2]
+
+
+def test_explain_refuses_what_it_cannot_answer(staged):
+    """A wrong agency, period or basis is named, not answered with 'numerator 0, denominator 0'."""
+    from transforms.marts import explain
+
+    staged.procedure()
+    staged.dossier("C1-1", status=4)
+    staged.build()
+    for kw, says in [({"agency": "c1"}, "agency 'c1' is not in core_agencies (agencies.csv); nearest: C1"),
+                     ({"period": "2024Q1"}, "period must look like"), ({"period": "2024-13"}, "period must look like"),
+                     ({"period": "2030-Q1"}, "not in the marts built as of 2025-12-31"),
+                     ({"basis": "monthly"}, "basis must be one of calendar, cutoff_15")]:
+        args = {"agency": "C1", "period": "2024-Q1", **kw}
+        with pytest.raises(ValueError, match=re.escape(says)):
+            explain(staged.wh, "on_time_rate", args.pop("agency"), args.pop("period"), **args)
+    assert explain(staged.wh, "on_time_rate", "C1", "2024-Q1").num_rows == 1
