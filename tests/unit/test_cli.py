@@ -76,10 +76,27 @@ def test_status_reads_the_warehouse_from_the_environment(tmp_path, wide_console,
 
 
 def test_status_on_a_warehouse_without_runs(tmp_path):
-    (tmp_path / "wh").mkdir()
-    res = CliRunner().invoke(app, ["status", "--warehouse", str(tmp_path / "wh")])
+    wh = tmp_path / "wh"
+    wh.mkdir()
+    Ledger(f"sqlite:///{wh / '_ledger.sqlite'}").dispose()  # a ledger, no run yet
+    res = CliRunner().invoke(app, ["status", "--warehouse", str(wh)])
     assert res.exit_code == 0, res.output
     assert "Recent batches" in res.output
+
+
+@pytest.mark.parametrize("cmd", [["status"], ["dq"], ["release"], ["release", "b1", "--reason", "x"]])
+def test_reading_commands_on_a_missing_or_unused_warehouse_say_so(tmp_path, cmd):
+    """No traceback, no 'No batch is held' for a path that is not a warehouse, and no empty ledger created in a
+    folder that merely exists (a mistyped path)."""
+    res = CliRunner().invoke(app, [*cmd, "--warehouse", str(tmp_path / "absent")])
+    assert res.exit_code == 2 and "No warehouse at" in res.output and "absent" in res.output, res.output
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(app, [*cmd, "--warehouse", str(tmp_path / "empty")])
+    if cmd == ["release"]:  # listing held batches needs no ledger
+        assert res.exit_code == 0 and "No batch is held" in res.output
+    else:
+        assert res.exit_code == 2 and "No ledger in" in res.output, res.output
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_status_on_a_missing_warehouse_says_so_in_plain_words(tmp_path):

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tthc.cli import app
+from tthc.commands import require_warehouse
 from tthc.settings import get_settings
 
 console = Console(stderr=False, width=None if Console().is_terminal else 160)
@@ -118,10 +119,7 @@ def status(
     from warehouse.ledger import Ledger
 
     s = get_settings(warehouse=warehouse)
-    if s.ledger_url is None and not Path(s.warehouse).is_dir():
-        console.print(f"[red]No warehouse at {s.warehouse}[/red]: the folder does not exist (run `tthc run "
-                      f"--warehouse {s.warehouse}` first, or pass the right --warehouse / TTHC_LEDGER_URL).")
-        raise typer.Exit(2)
+    require_warehouse(s)
     ledger = Ledger(s.resolved_ledger_url)
     try:
         runs = ledger.recent_runs(5)
@@ -152,6 +150,7 @@ def release(
     from warehouse.lock import warehouse_lock
 
     s = get_settings(warehouse=warehouse)
+    require_warehouse(s, ledger=batch_id is not None)
     if batch_id is None:
         held = ingest.held_batches(s.warehouse)
         t = Table(title=f"Held batches in {s.warehouse}")

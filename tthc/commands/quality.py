@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tthc.cli import app
+from tthc.commands import require_warehouse
 from tthc.settings import get_settings
 
 
@@ -24,13 +25,16 @@ def dq(warehouse: Path = typer.Option(None, "--warehouse", help="Warehouse folde
     from warehouse.ledger import Ledger
 
     s = get_settings(warehouse=warehouse)
+    require_warehouse(s)
     led = Ledger(s.resolved_ledger_url)
     try:
         rows = led.dq_history(source=source, entity=entity, agency_code=agency, run_id=run_id, limit=100_000)
     finally:
         led.dispose()
     if not rows:
-        typer.echo("No data-quality results in the ledger yet.")
+        asked = {"--run": run_id, "--source": source, "--entity": entity, "--agency": agency}
+        asked = ", ".join(f"{k} {v}" for k, v in asked.items() if v)
+        typer.echo(f"No data-quality results match {asked}." if asked else "No data-quality results in the ledger yet.")
         raise typer.Exit(0)
     latest = run_id or rows[0]["run_id"]
     rows = [r for r in rows if r["run_id"] == latest]
