@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -42,8 +43,16 @@ def _write_out(t, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.register("result_rows", t)  # DuckDB writes nested columns (lists) to CSV as text; pyarrow cannot
-    con.execute(f"COPY result_rows TO '{out}' (FORMAT {fmt})")
+    tmp = out.with_name(f".{out.name}.tmp")
+    con.execute(f"COPY result_rows TO '{tmp}' (FORMAT {fmt})")
     con.close()
+    if fmt.startswith("csv"):  # UTF-8 with a BOM: Excel, what officials open a CSV with, then shows Vietnamese right
+        with open(tmp, "rb") as src, open(out, "wb") as dst:
+            dst.write(b"\xef\xbb\xbf")
+            shutil.copyfileobj(src, dst, 1 << 20)
+        tmp.unlink()
+    else:
+        tmp.replace(out)
     console.print(f"wrote {t.num_rows} rows to {out}")
 
 
@@ -55,12 +64,17 @@ def query(
     limit: int = typer.Option(200, help="Rows to print"),
 ) -> None:
     """Run SQL against the marts and core tables (DuckDB views named after the table folders)."""
+    import duckdb
+
     from warehouse.views import connect
 
     con = connect(_warehouse(warehouse))
     try:
-        t = con.sql(sql).to_arrow_table()
-    except Exception as exc:  # duckdb errors are plain-worded; show them without a traceback
+        rel = con.sql(sql)
+        if rel is None:
+            raise typer.BadParameter("the SQL gave no rows to show (an empty or non-SELECT statement)")
+        t = rel.to_arrow_table()
+    except duckdb.Error as exc:  # duckdb errors are plain-worded; show them without a traceback
         raise typer.BadParameter(str(exc)) from None
     finally:
         con.close()

@@ -1,0 +1,68 @@
+"""`tthc query` and `tthc explain` on a built warehouse, as an analyst types them: tables, files, mistakes."""
+
+from __future__ import annotations
+
+import csv
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from tthc.cli import app
+
+
+@pytest.fixture
+def built(staged):
+    staged.procedure()
+    staged.dossier("C1-1", finished_at="2024-03-05", status=10)
+    staged.dossier("C2-1", status=4, procedure_name="Đăng ký khai sinh")
+    staged.build()
+    return staged.wh
+
+
+def _run(*args):
+    return CliRunner().invoke(app, [*args], catch_exceptions=False)
+
+
+def _flat(output: str) -> str:
+    """The output with rich's error box and line folds taken out."""
+    return " ".join(output.replace("│", " ").split())
+
+
+def test_query_prints_writes_csv_for_excel_and_parquet(built, tmp_path):
+    sql = ("SELECT agency_code, period, numerator, denominator FROM mart_kpi__agency_period "
+           "WHERE kpi_code = 'on_time_rate' AND period = '2024-Q1' ORDER BY agency_code")
+    res = _run("query", "--warehouse", str(built), sql)
+    assert res.exit_code == 0 and "C1" in res.output and "2024-Q1" in res.output, res.output
+    out = tmp_path / "r.csv"
+    assert _run("query", "--warehouse", str(built), "--out", str(out),
+                "SELECT dossier_id, procedure_name FROM core_dossiers ORDER BY 1").exit_code == 0
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # a BOM: Excel reads the Vietnamese names right
+    rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
+    assert rows[0] == ["dossier_id", "procedure_name"] and rows[2] == ["C2-1", "Đăng ký khai sinh"]
+    pq = tmp_path / "r.parquet"
+    assert _run("query", "--warehouse", str(built), "--out", str(pq), sql).exit_code == 0
+    got = duckdb.sql(f"SELECT agency_code, numerator, denominator FROM '{pq}' WHERE agency_code = 'C1'").fetchall()
+    assert got == [("C1", 1, 1)]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("sql, says", [("", "no rows to show"), ("SELECT * FROM mart_nope", "mart_nope"),
+                                       ("SELEC 1", "syntax")])
+def test_query_mistakes_are_named_without_a_traceback(built, sql, says):
+    res = CliRunner().invoke(app, ["query", "--warehouse", str(built), sql])
+    assert res.exit_code == 2 and says in _flat(res.output), res.output
+
+
+def test_explain_lists_the_dossiers_and_refuses_a_wrong_agency(built, tmp_path):
+    res = _run("explain", "--warehouse", str(built), "--kpi", "on_time_rate", "--agency", "P", "--period", "2024-Q1")
+    assert res.exit_code == 0 and "numerator" in res.output and "C1-1" in res.output, res.output
+    out = tmp_path / "e.csv"
+    assert _run("explain", "--warehouse", str(built), "--kpi", "on_time_rate", "--agency", "P", "--period",
+                "2024-Q1", "--out", str(out)).exit_code == 0
+    assert {r["dossier_id"] for r in csv.DictReader(out.read_text(encoding="utf-8-sig").splitlines())} == {
+        "C1-1", "C2-1"}
+    res = CliRunner().invoke(app, ["explain", "--warehouse", str(built), "--kpi", "on_time_rate", "--agency", "p",
+                                   "--period", "2024-Q1"])
+    assert res.exit_code == 2 and "nearest: P, C1" in _flat(res.output), res.output
