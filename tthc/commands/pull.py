@@ -30,12 +30,18 @@ def fake_portal(
     shift_count: int = typer.Option(1, "--shift-count", help="Records updated (or inserted) by a shift."),
     shift_mode: str = typer.Option("update", "--shift-mode", help="update | insert"),
     bad_token: bool = typer.Option(False, "--bad-token", help="Refuse every token (401)."),
+    agencies_out: Path = typer.Option(None, "--agencies-out", help="With --generate: write an agencies.csv of the "
+                                      "generated dossiers' agencies here (give it as TTHC_AGENCIES_PATH)."),
 ) -> None:
     """Run a fake export API on 127.0.0.1 serving records through the export API contract, with faults."""
+    from tthc.fakeportal.generate import write_agencies_csv
     from tthc.fakeportal.server import Faults, serve
 
     if data is None and not generate:
         raise typer.BadParameter("give --data DIR and/or --generate N")
+    if agencies_out is not None:
+        write_agencies_csv(agencies_out)
+        typer.echo(f"wrote {agencies_out}: the generated dossiers' agencies", err=True)
     if data is not None and not data.is_dir():
         raise typer.BadParameter(f"{data} is not a folder")
     faults = Faults(error_rate=error_rate, rate_limit_every=rate_limit_every, retry_after=retry_after,

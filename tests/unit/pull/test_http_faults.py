@@ -139,3 +139,14 @@ def test_retry_budget_caps_a_dead_source(dossiers):
             _pull(portal, policy=RetryPolicy(base_delay=0.01, max_delay=0.02, max_attempts=50,
                                              max_retry_seconds=0.3))
         assert 3 <= portal.log.errors < 50
+
+
+def test_fake_portal_agencies_file_covers_the_generated_dossiers(tmp_path):
+    """`tthc fake-portal --generate N --agencies-out F`: F is an agencies.csv the pipeline loads, holding every
+    agency a generated dossier names (without it, pulling the fake portal quarantines every dossier)."""
+    from transforms.ingest import load_agencies
+    from tthc.fakeportal.generate import generate_dossiers, write_agencies_csv
+
+    write_agencies_csv(tmp_path / "a" / "agencies.csv")
+    codes = {a["agency_code"] for a in load_agencies(tmp_path / "a" / "agencies.csv")}
+    assert {d["MaDonVi"] for d in generate_dossiers(500, seed=3)} <= codes
