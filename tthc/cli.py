@@ -7,6 +7,7 @@ Each area registers its commands from ``tthc/commands/<area>.py`` on the shared 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 import typer
@@ -14,6 +15,9 @@ import typer
 from tthc.settings import quiet_analytics
 
 quiet_analytics()
+# the CLI shows progress bars and a summary; Prefect's per-task INFO lines drowned them (PREFECT_LOGGING_LEVEL=INFO
+# brings them back; a deployment's worker is not started from here and logs as configured)
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 app = typer.Typer(
     help="tthc-pipeline: nightly KPIs for administrative procedures (thủ tục hành chính).",
