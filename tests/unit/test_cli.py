@@ -127,6 +127,7 @@ def test_run_exit_code_follows_the_flow_state(tmp_path, monkeypatch, wide_consol
                                message="stub: export_2024Q1.csv rejected" if failed else "stub: 3 files staged")
 
     monkeypatch.setattr(flows.nightly, "nightly", fake_nightly)
+    (tmp_path / "in").mkdir()
     res = CliRunner().invoke(app, ["run", "--inbox", str(tmp_path / "in"), "--warehouse", str(wh),
                                    "--as-of", "2025-12-31", "--full-rebuild"])
     assert calls and calls[0]["as_of"] == date(2025, 12, 31) and calls[0]["full_rebuild"] is True
@@ -158,3 +159,39 @@ def test_python_dash_m_tthc_cli_works():
                          timeout=120)
     assert res.returncode == 0, res.stderr[-500:]
     assert "--warehouse" in res.stdout
+
+
+@pytest.mark.parametrize("source", [None, "TTHC_ONE_STOP_URL"])
+def test_backfill_says_when_there_is_nothing_to_pull(tmp_path, monkeypatch, wide_console, source):
+    import flows.nightly
+
+    wh = tmp_path / "wh"
+    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
+        monkeypatch.delenv(k, raising=False)
+    if source:
+        monkeypatch.setenv(source, "http://127.0.0.1:1")
+    calls = []
+
+    def fake_nightly(**kw):
+        calls.append(kw)
+        _ledger_with_history(wh)[0].dispose()
+        return SimpleNamespace(is_failed=lambda: False, is_crashed=lambda: False, message="stub")
+
+    monkeypatch.setattr(flows.nightly, "nightly", fake_nightly)
+    (tmp_path / "in").mkdir()
+    res = CliRunner().invoke(app, ["backfill", "--from", "2025-11-01", "--to", "2025-11-30", "--inbox",
+                                   str(tmp_path / "in"), "--warehouse", str(wh), "--as-of", "2025-12-31"])
+    assert res.exit_code == 0 and calls[0]["backfill_from"] == date(2025, 11, 1), res.output
+    assert ("No source to pull is configured" in res.output) is (source is None)
+
+
+def test_run_without_inbox_or_sources_says_so_before_starting(tmp_path, monkeypatch):
+    import flows.nightly
+
+    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(flows.nightly, "nightly", lambda **kw: pytest.fail("the flow must not start"))
+    res = CliRunner().invoke(app, ["run", "--inbox", str(tmp_path / "typo"), "--warehouse", str(tmp_path / "wh")])
+    flat = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code == 2 and "does not exist" in flat and "typo" in flat, res.output
+    assert not (tmp_path / "wh").exists()

@@ -52,6 +52,12 @@ def _run_flow(s, **params) -> None:
     from flows.nightly import nightly
     from warehouse.ledger import Ledger
 
+    from transforms.pull.run import configured_pulls
+
+    if not Path(s.inbox).is_dir() and not configured_pulls(s):
+        raise typer.BadParameter(f"inbox folder {s.inbox} does not exist and no source to pull is configured "
+                                 f"(--inbox / TTHC_INBOX, or TTHC_DVC_PORTAL_URL / TTHC_ONE_STOP_URL / "
+                                 f"TTHC_ONE_STOP_DB_URL)")
     bars: dict[str, int] = {}
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
@@ -91,10 +97,16 @@ def backfill(
     as_of: str = typer.Option(None, "--as-of", help="Data date YYYY-MM-DD (default: yesterday)"),
 ) -> None:
     """Re-pull a window from every configured source and rebuild every period (idempotent)."""
+    from transforms.pull.run import configured_pulls
+
     s = get_settings(inbox=inbox, warehouse=warehouse)
     lo, hi = _parse_date(date_from), _parse_date(date_to)
     if hi < lo:
         raise typer.BadParameter("--to is before --from")
+    if not configured_pulls(s):
+        console.print("[yellow]No source to pull is configured[/yellow] (TTHC_DVC_PORTAL_URL, TTHC_ONE_STOP_URL, "
+                      "TTHC_ONE_STOP_DB_URL): nothing is re-pulled; the run only rebuilds core and marts from what "
+                      "is staged and the inbox.")
     _run_flow(s, as_of=_parse_date(as_of), backfill_from=lo, backfill_to=hi)
 
 
