@@ -341,7 +341,8 @@ def recover(warehouse: Path, ledger: Ledger, current_run_id: str | None = None) 
 # the rejection (a column alias added to a mapping, a code list extended, a new release of the readers)
 _ROOT = Path(__file__).resolve().parent.parent
 READING_RULES = ("transforms/mappings/*.yaml", "expectations/tables/*.yaml", "expectations/codes.yaml",
-                 "transforms/readers/*.py", "transforms/staging.py", "transforms/ingest.py")
+                 "transforms/readers/*.py", "transforms/contracts.py", "transforms/staging.py",
+                 "transforms/ingest.py")
 
 
 def reading_rules_changed_at() -> datetime:
@@ -354,8 +355,8 @@ def _still_rejected(out: FileOutcome, rej: dict | None) -> bool:
     """Whether ``rej`` (the ledger's earlier rejection of this file or content) still stands: then the file is not
     read again, ``out`` says so (status ``rejected_before``) and the run is not failed again for it. It no longer
     stands once the reading rules changed after it: the file is then read again."""
-    if rej is None or (rej["finished_at"] is not None and reading_rules_changed_at() > rej["finished_at"]):
-        return False
+    if rej is None or rej["finished_at"] is None or reading_rules_changed_at() > rej["finished_at"]:
+        return False  # (a rejection without its time, e.g. from a restored ledger, is not trusted: read again)
     why = str(rej["error"] or "").removeprefix(f"{out.rel}: ")
     out.status, out.duplicate_of, out.sha256 = "rejected_before", rej["batch_id"], rej["sha256"]
     out.error = (f"{out.rel}: not read again: rejected as batch {rej['batch_id']} ({why}); neither the file nor the "
@@ -391,7 +392,7 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
         if prior:
             out.status, out.duplicate_of = "duplicate", prior
             return out
-        if _still_rejected(out, ledger.rejection_for(sha256=sha)):
+        if _still_rejected(out, ledger.rejection_for(sha256=sha, where=(f.source, f.entity, f.kind))):
             return out
         if not f.problem:
             ledger.record_file(sha, size, f.rel, f.source, f.entity, f.kind)

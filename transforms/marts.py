@@ -815,7 +815,7 @@ def explain(warehouse: Path, code: str, agency: str, period: str, *, basis: str 
         _load_periods(con, as_of, {period})
         con.execute("UPDATE periods SET selected = selected AND basis = ?", [basis])
         if not con.execute("SELECT count(*) FROM periods WHERE selected").fetchall()[0][0]:
-            raise ValueError(f"period {period} is not in the marts built as of {as_of} (from 2023 to that date)")
+            raise ValueError(f"period {period} is not among the periods of the marts built as of {as_of}")
         D, F = _core(wh, "core_dossiers"), _core(wh, "core_feedback")
         E = _core(wh, "core_e_certifications")
         con.execute(f"""

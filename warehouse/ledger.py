@@ -180,16 +180,21 @@ class Ledger:
             ).limit(1)).first()
         return (row[0], row[1]) if row else None
 
-    def rejection_for(self, *, sha256: str | None = None, path: str | None = None, size: int | None = None,
+    def rejection_for(self, *, sha256: str | None = None, where: tuple[str | None, str | None, str | None] = (
+                      None, None, None), path: str | None = None, size: int | None = None,
                       mtime_ns: int | None = None) -> dict | None:
-        """The latest rejected batch of this content (``sha256``) or of this very file (``path``, ``size``,
-        ``mtime_ns``): batch_id, sha256, error, finished_at; None when it was never rejected."""
-        cond = ([batches.c.sha256 == sha256] if sha256 is not None else
-                [batches.c.path == path, batches.c.size_bytes == size, batches.c.mtime_ns == mtime_ns])
+        """The latest rejected batch of this content (``sha256``) in the same place (``where``: source, entity,
+        file kind; the same bytes moved to the right folder are another matter), or of this very file (``path``,
+        ``size``, ``mtime_ns``): batch_id, sha256, error, finished_at; None when it was never rejected there."""
+        if sha256 is not None:
+            cond = [batches.c.sha256 == sha256] + [col.is_(None) if v is None else col == v for col, v in zip(
+                (batches.c.source, batches.c.entity, batches.c.file_kind), where, strict=True)]
+        else:
+            cond = [batches.c.path == path, batches.c.size_bytes == size, batches.c.mtime_ns == mtime_ns]
         with self.engine.connect() as c:
             row = c.execute(sa.select(batches.c.batch_id, batches.c.sha256, batches.c.error, batches.c.finished_at)
                             .where(batches.c.status == "rejected", batches.c.sha256.is_not(None), *cond)
-                            .order_by(batches.c.finished_at.desc()).limit(1)).first()
+                            .order_by(batches.c.finished_at.desc().nulls_last()).limit(1)).first()
         return dict(row._mapping) if row else None
 
     def size_seen(self, size: int) -> bool:

@@ -195,3 +195,14 @@ def test_run_without_inbox_or_sources_says_so_before_starting(tmp_path, monkeypa
     flat = " ".join(res.output.replace("│", " ").split())
     assert res.exit_code == 2 and "does not exist" in flat and "typo" in flat, res.output
     assert not (tmp_path / "wh").exists()
+
+
+def test_status_reads_a_ledger_elsewhere_without_a_local_warehouse(tmp_path, monkeypatch, wide_console):
+    """With TTHC_LEDGER_URL (e.g. PostgreSQL on another host) status and dq need no local warehouse folder."""
+    led, ids = _ledger_with_history(tmp_path / "elsewhere")
+    led.dispose()
+    monkeypatch.setenv("TTHC_LEDGER_URL", f"sqlite:///{tmp_path / 'elsewhere' / '_ledger.sqlite'}")
+    res = CliRunner().invoke(app, ["status", "--warehouse", str(tmp_path / "absent")])
+    assert res.exit_code == 0 and ids["one_stop/dossiers/export_2024Q1.csv"] in res.output, res.output
+    res = CliRunner().invoke(app, ["release", "--warehouse", str(tmp_path / "absent")])
+    assert res.exit_code == 2 and "No warehouse at" in res.output

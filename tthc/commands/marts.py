@@ -47,12 +47,13 @@ def _write_out(t, out: Path) -> None:
     con.execute(f"COPY result_rows TO '{tmp}' (FORMAT {fmt})")
     con.close()
     if fmt.startswith("csv"):  # UTF-8 with a BOM: Excel, what officials open a CSV with, then shows Vietnamese right
-        with open(tmp, "rb") as src, open(out, "wb") as dst:
+        bom = out.with_name(f".{out.name}.bom.tmp")
+        with open(tmp, "rb") as src, open(bom, "wb") as dst:
             dst.write(b"\xef\xbb\xbf")
             shutil.copyfileobj(src, dst, 1 << 20)
         tmp.unlink()
-    else:
-        tmp.replace(out)
+        tmp = bom
+    tmp.replace(out)  # whole or not at all
     console.print(f"wrote {t.num_rows} rows to {out}")
 
 

@@ -162,7 +162,7 @@ def release(
     from warehouse.lock import warehouse_lock
 
     s = get_settings(warehouse=warehouse)
-    require_warehouse(s, ledger=batch_id is not None)
+    require_warehouse(s, ledger=batch_id is not None, folder=True)
     if batch_id is None:
         held = ingest.held_batches(s.warehouse)
         t = Table(title=f"Held batches in {s.warehouse}")

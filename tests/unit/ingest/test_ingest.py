@@ -340,3 +340,20 @@ def test_an_older_ledger_gains_new_columns(tmp_path):
         assert ledger.ingested_batch_for("aa") == "b0"
     finally:
         ledger.dispose()
+
+
+def test_a_rejected_file_moved_to_the_right_folder_is_read(desk, tmp_path):
+    """The rejection of some bytes in one place (a ratings export dropped among payments) does not follow the same
+    bytes to the right folder."""
+    good = desk.inbox / desk.entry("danhgia_2023_2025.csv")["path"]
+    wrong = tmp_path / "in" / "dvc_portal" / "payments" / "danhgia.csv"
+    wrong.parent.mkdir(parents=True)
+    shutil.copyfile(good, wrong)
+    (f,) = ingest.discover(tmp_path / "in")
+    assert desk.take(f, "r1").status == "rejected"
+    right = tmp_path / "in2" / "dvc_portal" / "ratings" / "danhgia.csv"
+    right.parent.mkdir(parents=True)
+    shutil.copyfile(good, right)
+    (f2,) = ingest.discover(tmp_path / "in2")
+    out = desk.take(f2, "r2")
+    assert out.status == "staged", out.error

@@ -300,7 +300,7 @@ def test_explain_refuses_what_it_cannot_answer(staged):
     staged.build()
     for kw, says in [({"agency": "c1"}, "agency 'c1' is not in core_agencies (agencies.csv); nearest: C1"),
                      ({"period": "2024Q1"}, "period must look like"), ({"period": "2024-13"}, "period must look like"),
-                     ({"period": "2030-Q1"}, "not in the marts built as of 2025-12-31"),
+                     ({"period": "2030-Q1"}, "not among the periods of the marts built as of 2025-12-31"),
                      ({"basis": "monthly"}, "basis must be one of calendar, cutoff_15")]:
         args = {"agency": "C1", "period": "2024-Q1", **kw}
         with pytest.raises(ValueError, match=re.escape(says)):

@@ -243,10 +243,45 @@ def test_freshness_is_the_sources_judged_on_its_latest_batch(tmp_path):
 def test_an_empty_batch_is_a_row_count_warning_not_a_crash(tmp_path):
     """A file whose every row was quarantined stages an empty batch: its row rules count nothing (DuckDB 2.0's
     count_if over no rows is NULL, which crashed the gate), and the row count says what happened."""
+    _history(tmp_path, n=2)
     b = write_dossier_batch(tmp_path, 0, end=AS_OF)
     g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
     assert g.passed and g.rows == 0
     w = {r.name: r.message for r in g.warnings}
-    assert set(w) == {"row_count", "freshness"}
-    assert "0 rows" in w["row_count"] and "freshness unknown" in w["freshness"]
+    assert set(w) == {"row_count"} and "0 rows" in w["row_count"]  # not also "stale": it has no data at all
     assert all(r.unexpected_count == 0 for r in g.results if r.kind == "row_rule")
+
+
+class _Ledger:
+    """Records what the gate writes; ``fail`` makes the write fail like a locked database."""
+
+    def __init__(self, fail: bool = False):
+        self.rows, self.fail = [], fail
+
+    def record_dq(self, rows):
+        if self.fail:
+            raise RuntimeError("database is locked")
+        self.rows += rows
+
+
+def test_gate_batch_records_the_verdict_holds_a_crash_and_raises_machine_trouble(tmp_path, monkeypatch):
+    from transforms.quality import gate
+
+    b = write_dossier_batch(tmp_path, 300, end=AS_OF)
+    led = _Ledger()
+    g = gate.gate_batch(tmp_path, DOSSIERS, b, ledger=led, run_id="r1", settings=NO_GX, as_of=AS_OF)
+    assert g.passed and len(led.rows) == len(g.results) and {r["run_id"] for r in led.rows} == {"r1"}
+    # a failing ledger write is not a verdict on the batch: it is raised, the batch stays as it was
+    with pytest.raises(RuntimeError, match="locked"):
+        gate.gate_batch(tmp_path, DOSSIERS, b, ledger=_Ledger(fail=True), run_id="r2", settings=NO_GX, as_of=AS_OF)
+    # checks that crash on the batch: held (critical gate_error), recorded
+    monkeypatch.setattr(gate, "check_batch", lambda *a, **k: (_ for _ in ()).throw(KeyError("no such column")))
+    led = _Ledger()
+    g = gate.gate_batch(tmp_path, DOSSIERS, b, ledger=led, run_id="r3", settings=NO_GX, as_of=AS_OF)
+    assert not g.passed and [r.name for r in g.criticals] == ["gate_error"] and "no such column" in g.summary_line()
+    assert [(r["check_name"], r["source"], r["entity"]) for r in led.rows] == [("gate_error", "one_stop", "dossiers")]
+    # the machine's trouble (disk, memory) is raised: the batch stays staged and is gated again next run
+    for exc in (OSError("disk full"), MemoryError()):
+        monkeypatch.setattr(gate, "check_batch", lambda *a, e=exc, **k: (_ for _ in ()).throw(e))
+        with pytest.raises(type(exc)):
+            gate.gate_batch(tmp_path, DOSSIERS, b, ledger=_Ledger(), run_id="r4", settings=NO_GX, as_of=AS_OF)

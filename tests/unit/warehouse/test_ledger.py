@@ -90,8 +90,10 @@ def test_which_statuses_make_a_file_a_duplicate(ledger, status, counts_as_done):
     _batch(ledger, "b1", "r1", status if status != "running" else None)
     assert (ledger.ingested_batch_for(("sb1").ljust(64, "0")) == "b1") is counts_as_done
     # a rejected content is not ingested: it is found as a rejection (read again once the reading rules change)
-    rej = ledger.rejection_for(sha256=("sb1").ljust(64, "0"))
+    rej = ledger.rejection_for(sha256=("sb1").ljust(64, "0"), where=("one_stop", "dossiers", "csv"))
     assert (rej is not None and rej["batch_id"] == "b1") is (status == "rejected")
+    # the same bytes in another place (moved to the right folder) are not that rejection
+    assert ledger.rejection_for(sha256=("sb1").ljust(64, "0"), where=("dvc_portal", "ratings", "csv")) is None
 
 
 def test_check_balance_names_every_wrong_batch(ledger):
