@@ -721,11 +721,17 @@ def _merge(wh: Path, table: str, new: pa.Table, periods: set[str] | None, keys: 
 
     merged = new
     if periods is not None and table_exists(wh, table):
-        old = pq.read_table(table_dir_file(wh, table))
+        old = _read_parquet(table_dir_file(wh, table))
         keep = old.filter(pc.invert(pc.is_in(old.column("period"), value_set=pa.array(sorted(periods)))))
         merged = pa.concat_tables([keep.cast(new.schema), new])
     idx = pc.sort_indices(merged, options=pc.SortOptions([(k, "ascending", "at_start") for k in keys]))
     return merged.take(idx)
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    """One Parquet file as a table (not ``pq.read_table``: its dataset layer imports pandas, 0.2 s of every build)."""
+    with pq.ParquetFile(path) as f:
+        return f.read()
 
 
 def table_dir_file(wh: Path, table: str) -> Path:
@@ -741,7 +747,7 @@ def publish_marts(wh: Path, tables: dict[str, pa.Table], periods: set[str] | Non
     for name, t in final.items():
         path = table_dir_file(wh, name)
         if path.exists():
-            old = pq.read_table(path)
+            old = _read_parquet(path)
             if old.schema.equals(t.schema) and old.equals(t):
                 continue
         changed[name] = t
