@@ -22,6 +22,17 @@ def _marts(wh):
             if not p.parent.name.startswith("mart_dq__")}
 
 
+def _night(tmp_path, monkeypatch, *, seed: int, scale: float, alerts: str = ""):
+    """A generated inbox and a warehouse path; settings as a night with alerts to ``alerts`` and no pull sources."""
+    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
+    generate_inbox(inbox, seed=seed, scale=scale)
+    monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "k")
+    monkeypatch.setenv("TTHC_ALERT_URLS", alerts)
+    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
+        monkeypatch.delenv(k, raising=False)
+    return inbox, wh
+
+
 def _bad_export(src, dst):
     """A copy of a dossier export whose promised dates all precede receipt (and a later Ngày cập nhật)."""
     text = src.read_text(encoding="utf-8-sig")
@@ -46,13 +57,9 @@ def test_critical_failure_holds_the_batch_keeps_marts_and_alerts(prefect_harness
 
     hport, hooks = webhook
     sport, mails = smtp
-    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
-    generate_inbox(inbox, seed=11, scale=0.3)
-    monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "k")
-    monkeypatch.setenv("TTHC_ALERT_URLS", f"json://127.0.0.1:{hport}/dq,mailto://127.0.0.1:{sport}?smtp=127.0.0.1"
-                                          f"&mode=insecure&from=tthc@example.org&to=kstthc@example.org")
-    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
-        monkeypatch.delenv(k, raising=False)
+    inbox, wh = _night(tmp_path, monkeypatch, seed=11, scale=0.3,
+                       alerts=f"json://127.0.0.1:{hport}/dq,mailto://127.0.0.1:{sport}?smtp=127.0.0.1"
+                              f"&mode=insecure&from=tthc@example.org&to=kstthc@example.org")
     first = nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True)
     assert first.is_completed(), first.message
     # a clean night raises no critical alert (warnings, e.g. stale history files, may be reported)
@@ -102,12 +109,7 @@ def test_a_mart_breaking_its_contract_is_not_published(prefect_harness, tmp_path
     from flows.nightly import nightly
 
     hport, hooks = webhook
-    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
-    generate_inbox(inbox, seed=12, scale=0.2)
-    monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "k")
-    monkeypatch.setenv("TTHC_ALERT_URLS", f"json://127.0.0.1:{hport}/dq")
-    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
-        monkeypatch.delenv(k, raising=False)
+    inbox, wh = _night(tmp_path, monkeypatch, seed=12, scale=0.2, alerts=f"json://127.0.0.1:{hport}/dq")
     assert nightly(inbox=str(inbox), warehouse=str(wh), as_of=date(2025, 11, 30), return_state=True).is_completed()
     before = _marts(wh)
     hooks.clear()
@@ -127,12 +129,7 @@ def test_an_operator_releases_a_held_batch_and_the_next_run_uses_it(prefect_harn
     from flows.nightly import nightly
     from tthc.cli import app
 
-    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
-    generate_inbox(inbox, seed=13, scale=0.2)
-    monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "k")
-    monkeypatch.setenv("TTHC_ALERT_URLS", "")
-    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
-        monkeypatch.delenv(k, raising=False)
+    inbox, wh = _night(tmp_path, monkeypatch, seed=13, scale=0.2)
     src = next(p for p in sorted((inbox / "one_stop" / "dossiers").glob("*.csv")) if "cp1258" not in p.name
                and "loi_font" not in p.name)
     _bad_export(src, inbox / "one_stop" / "dossiers" / "export_loi_han.csv")
@@ -163,12 +160,7 @@ def test_a_gate_that_crashes_holds_its_batch_and_the_next_run_goes_on(prefect_ha
     import transforms.quality.gate as G
     from flows.nightly import nightly
 
-    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
-    generate_inbox(inbox, seed=14, scale=0.1)
-    monkeypatch.setenv("TTHC_PSEUDONYM_KEY", "k")
-    monkeypatch.setenv("TTHC_ALERT_URLS", "")
-    for k in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_URL"):
-        monkeypatch.delenv(k, raising=False)
+    inbox, wh = _night(tmp_path, monkeypatch, seed=14, scale=0.1)
     real = G.check_batch
 
     def crashing(wh_, table, batch_id, **kw):
