@@ -19,7 +19,6 @@ from flows import progress
 from flows.alerts import notify, on_crashed_hook, on_failure_hook
 from flows.runs import LOCAL_TZ, warehouse_run
 from transforms import ingest
-from transforms.contracts import stg_table
 from tthc.settings import Settings, get_settings
 from warehouse.ledger import Ledger
 from warehouse.store import validation
@@ -74,8 +73,8 @@ def gate_task(warehouse: Path, source: str, entity: str, batch_id: str, ledger_u
     ledger = Ledger(ledger_url)
     try:
         # checks that crash on the batch hold it (not re-gated, and crashing, every night before anything is built)
-        g = gate.gate_batch(warehouse, stg_table(source, entity), batch_id, ledger=ledger, run_id=run_id,
-                            settings=settings, as_of=as_of)
+        g = gate.gate_batch(warehouse, source, entity, batch_id, ledger=ledger, run_id=run_id, settings=settings,
+                            as_of=as_of)
         if g.passed:
             ledger.finish_batch(batch_id, "passed")
             for w in g.warnings:

@@ -54,11 +54,10 @@ def pull_task(spec: PullSpec, warehouse: Path, ledger_url: str, run_id: str, age
 
     def gate(stage) -> bool:
         """The quality gate on the pulled batch; a critical failure holds it (and the watermark stays)."""
-        from transforms.contracts import stg_table
         from transforms.quality.gate import gate_batch
 
-        g = gate_batch(warehouse, stg_table(spec.source, spec.entity), stage.batch_id, ledger=ledger,
-                       run_id=run_id, settings=settings, as_of=as_of)
+        g = gate_batch(warehouse, spec.source, spec.entity, stage.batch_id, ledger=ledger, run_id=run_id,
+                       settings=settings, as_of=as_of)
         captured.append(g)
         if not g.passed:  # keep it out of core and marts; the window is pulled again next run
             ingest.hold_batch(warehouse, spec.source, spec.entity, stage.batch_id)

@@ -148,13 +148,7 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
         results += history.schema_drift(prev["path"] if prev else None, path, prev_profile, profile, label)
         results += history.null_share_jump(prev_profile, profile, label, th, prev["batch_id"] if prev else None)
         if "updated_at" in profile["types"] and profile["rows"]:  # an empty batch has no format: row_count says it
-            same = [b for b in idx if b["format"] == fmt]
-            me = next((i for i, b in enumerate(same) if b["batch_id"] == batch_id), None)
-            if me is None:  # not in the index (never for a staged file): judged alone
-                results += history.freshness(table, {"batch_id": batch_id, "format": fmt, "newest": None}, same, 0,
-                                             day, th, label)
-            else:
-                results += history.freshness(table, same[me], same[:me], len(same) - me - 1, day, th, label)
+            results += history.freshness(table, idx, batch_id, day, th, label)
         results += history.volume(con, table, path, earlier, profile, th, label, _validity(settings))
         t1 = time.perf_counter()
         # GX checkpoint on a narrow bounded sample
@@ -176,20 +170,22 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
     return gr
 
 
-def gate_batch(warehouse: Path, table: str, batch_id: str, *, ledger, run_id: str | None, settings=None,
-               as_of: date | None = None) -> GateResult:
+def gate_batch(warehouse: Path, source: str, entity: str, batch_id: str, *, ledger, run_id: str | None,
+               settings=None, as_of: date | None = None) -> GateResult:
     """``check_batch`` as the flows run it: the verdict, recorded in the ledger once the checks are over. When the
     checks themselves fail on the batch (a bug, a file they cannot read back), the verdict is ``crashed``'s: held.
     Trouble of the machine (disk, memory) is raised instead: the batch stays staged and the next run gates it
     again. A failed ledger write is raised too, never turned into a verdict on the batch."""
+    from transforms.contracts import stg_table
+
+    table = stg_table(source, entity)
     try:
         g = check_batch(warehouse, table, batch_id, ledger=None, run_id=run_id, settings=settings, as_of=as_of)
     except Exception as exc:
         if _machine_trouble(exc):
             raise
         g = crashed(table, batch_id, exc)
-    src, ent = table.removeprefix("stg_").split("__", 1)
-    ledger.record_dq(ledger_rows(g, {"source": src, "entity": ent}, run_id))
+    ledger.record_dq(ledger_rows(g, {"source": source, "entity": entity}, run_id))
     return g
 
 

@@ -130,16 +130,20 @@ def null_share_jump(prev_profile: dict | None, profile: dict, label: str, th: Th
                   observed={"jumps": jumps, "previous_batch": prev_batch, "threshold": th.null_jump})]
 
 
-def freshness(table: str, batch: dict, earlier: list[dict], later: int, as_of: date, th: Thresholds,
+def freshness(table: str, index: list[dict], batch_id: str, as_of: date, th: Thresholds,
               label: str) -> list[CheckResult]:
     """A source is fresh when its newest ``updated_at`` is within ``freshness_lag_days`` of ``as_of``: its newest
-    over this batch and the ``earlier`` staged batches of the same source format (``batch_index`` rows; another
-    system's fresh export must not hide a stale one). Judged on the format's latest-ingested batch only (``later``
-    0): an older batch's verdict would be the source's, given again. ``updated_at`` after the day following as_of
-    is not counted (``batch_index``'s bound): a clock error must not make a stale source look fresh for ever."""
-    if table in FRESHNESS_EXEMPT or later:
+    over this batch and the earlier staged batches of the same source format (``index``: ``batch_index``, bounded
+    by the day following as_of so a clock error cannot make a stale source look fresh for ever; another system's
+    fresh export must not hide a stale one). Judged on the format's latest-ingested batch only: an older batch's
+    verdict would be the source's, given again."""
+    me = next(b for b in index if b["batch_id"] == batch_id)
+    same = [b for b in index if b["format"] == me["format"]]
+    pos = same.index(me)
+    if table in FRESHNESS_EXEMPT or pos < len(same) - 1:
         return []
-    stamps = [b["newest"] for b in (*earlier, batch) if b.get("newest") is not None]
+    batch, earlier = me, same[:pos]
+    stamps = [b["newest"] for b in same if b.get("newest") is not None]
     newest = max(stamps, default=None)
     newest_d = newest.date() if isinstance(newest, datetime) else newest
     limit = as_of - timedelta(days=th.freshness_lag_days)

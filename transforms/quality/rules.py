@@ -243,14 +243,11 @@ def evaluate(con, path: Path, table: str, warehouse: Path, id_column: str) -> tu
     # the profile the history checks use, read in the same scan
     prof_cols = [c for c in types if not c.startswith("_")]
     extra = [f"count({q(c)}) AS nn{j}" for j, c in enumerate(prof_cols)]
-    if "updated_at" in types:
-        extra.append('min("updated_at") AS min_upd, max("updated_at") AS max_upd')
     source = Source(sql=f"read_parquet({lit(str(path))})", types=types,
                     key=q(id_column) if id_column in types else "NULL", locate="_source_row", order="_source_row",
                     example=_ex)
     out, row = evaluate_suite(con, source, suite, warehouse, extra)
-    profile = {"rows": row["n"], "non_null": {c: row[f"nn{j}"] for j, c in enumerate(prof_cols)},
-               "types": types, "min_updated_at": row.get("min_upd"), "max_updated_at": row.get("max_upd")}
+    profile = {"rows": row["n"], "non_null": {c: row[f"nn{j}"] for j, c in enumerate(prof_cols)}, "types": types}
     return out, profile
 
 

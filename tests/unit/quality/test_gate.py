@@ -269,19 +269,19 @@ def test_gate_batch_records_the_verdict_holds_a_crash_and_raises_machine_trouble
 
     b = write_dossier_batch(tmp_path, 300, end=AS_OF)
     led = _Ledger()
-    g = gate.gate_batch(tmp_path, DOSSIERS, b, ledger=led, run_id="r1", settings=NO_GX, as_of=AS_OF)
+    g = gate.gate_batch(tmp_path, "one_stop", "dossiers", b, ledger=led, run_id="r1", settings=NO_GX, as_of=AS_OF)
     assert g.passed and len(led.rows) == len(g.results) and {r["run_id"] for r in led.rows} == {"r1"}
     # a failing ledger write is not a verdict on the batch: it is raised, the batch stays as it was
     with pytest.raises(RuntimeError, match="locked"):
-        gate.gate_batch(tmp_path, DOSSIERS, b, ledger=_Ledger(fail=True), run_id="r2", settings=NO_GX, as_of=AS_OF)
+        gate.gate_batch(tmp_path, "one_stop", "dossiers", b, ledger=_Ledger(fail=True), run_id="r2", settings=NO_GX, as_of=AS_OF)
     # checks that crash on the batch: held (critical gate_error), recorded
     monkeypatch.setattr(gate, "check_batch", lambda *a, **k: (_ for _ in ()).throw(KeyError("no such column")))
     led = _Ledger()
-    g = gate.gate_batch(tmp_path, DOSSIERS, b, ledger=led, run_id="r3", settings=NO_GX, as_of=AS_OF)
+    g = gate.gate_batch(tmp_path, "one_stop", "dossiers", b, ledger=led, run_id="r3", settings=NO_GX, as_of=AS_OF)
     assert not g.passed and [r.name for r in g.criticals] == ["gate_error"] and "no such column" in g.summary_line()
     assert [(r["check_name"], r["source"], r["entity"]) for r in led.rows] == [("gate_error", "one_stop", "dossiers")]
     # the machine's trouble (disk, memory) is raised: the batch stays staged and is gated again next run
     for exc in (OSError("disk full"), MemoryError()):
         monkeypatch.setattr(gate, "check_batch", lambda *a, e=exc, **k: (_ for _ in ()).throw(e))
         with pytest.raises(type(exc)):
-            gate.gate_batch(tmp_path, DOSSIERS, b, ledger=_Ledger(), run_id="r4", settings=NO_GX, as_of=AS_OF)
+            gate.gate_batch(tmp_path, "one_stop", "dossiers", b, ledger=_Ledger(), run_id="r4", settings=NO_GX, as_of=AS_OF)
