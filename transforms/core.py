@@ -351,15 +351,23 @@ def _write_small(con, wh: Path, entity: str, S: dict[str, str]) -> int:
     """, "transaction_id")
 
 
+def owner_day_sql(alias: str = "") -> str:
+    """A dossier version's first date (received, else submitted, else updated): the day its owner is looked up on
+    and the month of the core_dossiers file it lives in. ``alias``: the relation's, with its dot."""
+    return f"CAST(coalesce({alias}received_at, {alias}submitted_at, {alias}updated_at) AS DATE)"
+
+
+def _latest_sql(src: str, cols: str = "s.*") -> str:
+    """``cols`` of each dossier's winning version in ``src``: every version but the losers (``losers_sql``); an
+    anti join, whose hash table holds the losers, fewer than the winners."""
+    return (f"SELECT {cols} FROM {src} s ANTI JOIN ({losers_sql(src)}) l "
+            f"ON l._batch_id = s._batch_id AND l._source_row = s._source_row WHERE s.dossier_id IS NOT NULL")
+
+
 def _winners_sql(src: str) -> str:
     """The winning row of each dossier in ``src`` (an incremental build: the versions of the touched dossiers),
-    with the agency and day its owner is looked up by: every version but the losers (``losers_sql``)."""
-    return f"""
-        SELECT s._batch_id, s._source_row, s.agency_code,
-               CAST(coalesce(s.received_at, s.submitted_at, s.updated_at) AS DATE) AS owner_day
-        FROM {src} s ANTI JOIN ({losers_sql(src)}) l ON l._batch_id = s._batch_id AND l._source_row = s._source_row
-        WHERE s.dossier_id IS NOT NULL
-    """
+    with the agency and day its owner is looked up by."""
+    return _latest_sql(src, f"s._batch_id, s._source_row, s.agency_code, {owner_day_sql('s.')} AS owner_day")
 
 
 def losers_sql(src: str) -> str:
@@ -397,8 +405,7 @@ def load_dossier_owner(con, pairs_sql: str, owner_type: str = "VARCHAR") -> None
 def owner_pairs_sql(src: str) -> str:
     """The (agency_code, day) pairs of every staged version in ``src``: a superset of the winners' pairs (the owner
     is looked up by pair, so extra pairs change nothing), read without knowing the winners."""
-    return (f"SELECT DISTINCT agency_code, CAST(coalesce(received_at, submitted_at, updated_at) AS DATE) AS day "
-            f"FROM {src} WHERE dossier_id IS NOT NULL")
+    return f"SELECT DISTINCT agency_code, {owner_day_sql()} AS day FROM {src} WHERE dossier_id IS NOT NULL"
 
 
 def core_dossiers_sql(src: str, wh: Path, touched: str | None = None, win: str | None = None,
@@ -421,16 +428,15 @@ def core_dossiers_sql(src: str, wh: Path, touched: str | None = None, win: str |
     only = f" AND dossier_id IN (SELECT dossier_id FROM {touched})" if touched else ""
     joins, due_fallback = add_wd_sql("x.received_date", "x.legal_days", "due")
     pay, fb = f"read_parquet('{table_glob(wh, 'core_payments')}')", f"read_parquet('{table_glob(wh, 'core_feedback')}')"
-    if win is None:  # anti join: its hash table holds the losers, fewer than the winners
-        latest = (f"SELECT s.* FROM {src} s ANTI JOIN ({losers_sql(src)}) l "
-                  f"ON l._batch_id = s._batch_id AND l._source_row = s._source_row WHERE s.dossier_id IS NOT NULL")
+    if win is None:
+        latest = _latest_sql(src)
     else:
         latest = f"SELECT s.* FROM {src} s SEMI JOIN {win} w ON w._batch_id = s._batch_id AND w._source_row = s._source_row"
     return f"""
         WITH d_latest AS ({latest}),
         base AS (
             SELECT d.*, CAST(d.received_at AS DATE) AS received_date,
-                   CAST(coalesce(d.received_at, d.submitted_at, d.updated_at) AS DATE) AS owner_day
+                   {owner_day_sql('d.')} AS owner_day
             FROM d_latest d
         ), x AS (
             SELECT b.*, p.legal_days, p.is_paper_result AS proc_is_paper_result,
@@ -695,7 +701,7 @@ def _update_core(con, wh: Path, agencies_csv: Path, extra_days_off: Path | None)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE tv AS
                         SELECT dossier_id, updated_at, _ingested_at, _batch_id, _source_row, agency_code,
                                received_at, submitted_at,
-                               strftime(CAST(coalesce(received_at, submitted_at, updated_at) AS DATE), '%Y%m') AS vp
+                               strftime({owner_day_sql()}, '%Y%m') AS vp
                         FROM {S['dossiers']} WHERE dossier_id IN (SELECT dossier_id FROM touched)""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE win_t AS {_winners_sql('tv')}")
         vparts = {r[0] for r in con.execute("SELECT DISTINCT vp FROM tv").fetchall()}
