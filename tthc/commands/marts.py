@@ -11,16 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from tthc.cli import app
+from tthc.commands import require_warehouse
 from tthc.settings import PROJECT_ROOT, get_settings
 
 console = Console()
 
 
 def _warehouse(warehouse: Path | None) -> Path:
-    wh = Path(get_settings(warehouse=warehouse).warehouse)
-    if not wh.is_dir():
-        raise typer.BadParameter(f"warehouse folder {wh} does not exist")
-    return wh
+    return require_warehouse(get_settings(warehouse=warehouse), ledger=False, folder=True)
 
 
 def _print_arrow(t, title: str | None = None, limit: int = 200) -> None:

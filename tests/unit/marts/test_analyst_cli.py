@@ -66,3 +66,10 @@ def test_explain_lists_the_dossiers_and_refuses_a_wrong_agency(built, tmp_path):
     res = CliRunner().invoke(app, ["explain", "--warehouse", str(built), "--kpi", "on_time_rate", "--agency", "p",
                                    "--period", "2024-Q1"])
     assert res.exit_code == 2 and "nearest: P, C1" in _flat(res.output), res.output
+
+
+@pytest.mark.parametrize("cmd", [["query", "SELECT 1"],
+                                 ["explain", "--kpi", "on_time_rate", "--agency", "P", "--period", "2024"]])
+def test_query_and_explain_on_a_missing_warehouse_say_so(tmp_path, cmd):
+    res = CliRunner().invoke(app, [*cmd, "--warehouse", str(tmp_path / "absent")])
+    assert res.exit_code == 2 and "No warehouse at" in _flat(res.output) and "absent" in res.output, res.output
