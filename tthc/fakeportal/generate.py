@@ -19,16 +19,14 @@ GIVEN = ["Văn An", "Thị Bình", "Minh Châu", "Quốc Dũng", "Ngọc Hà", "
 
 
 def write_agencies_csv(path) -> None:
-    """An agencies.csv holding the generated dossiers' agencies (communes under one department of province H19),
-    for a pipeline pointed at the fake portal: without it every generated dossier is quarantined as unknown."""
-    from pathlib import Path
+    """An agencies.csv holding the generated dossiers' agencies (communes and a department of province H19), for a
+    pipeline pointed at the fake portal: without it every generated dossier is quarantined as unknown."""
+    from tthc.sample.refdata import write_agencies_csv as write
 
-    rows = ["agency_code,agency_name,level,parent_code,valid_from,valid_to,successor_code,legal_basis",
-            "H19,Tỉnh H19 (dữ liệu giả lập),province,,2023-01-01,,,fake portal"]
-    rows += [f"{a},Đơn vị {a} (giả lập),{'department' if a.endswith('SNV') else 'commune'},H19,2023-01-01,,,"
-             f"fake portal" for a in AGENCIES]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    rows = [["H19", "Tỉnh H19 (dữ liệu giả lập)", "province", "", "2023-01-01", "", "", "fake portal"]]
+    rows += [[a, f"Đơn vị {a} (giả lập)", "department" if a.endswith("SNV") else "commune", "H19", "2023-01-01", "",
+              "", "fake portal"] for a in AGENCIES]
+    write(path, rows)
 
 
 def _ts(dt: datetime | None) -> str:

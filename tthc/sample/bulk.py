@@ -6,7 +6,6 @@ take seconds and memory stays at one chunk.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +30,7 @@ HEADERS = ["Mã hồ sơ", "Mã TTHC", "Tên TTHC", "Mã lĩnh vực", "Tên lĩ
 
 def write_agencies_csv(path: Path) -> Path:
     """agencies.csv listing every agency code the bulk dossiers use (the sample province's agencies)."""
-    path = Path(path)
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(R.AGENCY_HEADER)
-        w.writerows(R.agency_rows())
-    return path
+    return R.write_agencies_csv(path)
 
 
 def _dates(pa, pc, seconds: np.ndarray, mask: np.ndarray | None = None):

@@ -589,10 +589,7 @@ def generate_inbox(out: Path, seed: int = 7, scale: float = 1.0, include_undecod
     finish(fo, info, "transaction_id")
 
     # ---- agencies.csv
-    with (out / "agencies.csv").open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(R.AGENCY_HEADER)
-        w.writerows(R.agency_rows())
+    R.write_agencies_csv(out / "agencies.csv")
 
     received = sum(1 for ds in dossiers if ds.versions[-1]["status"] not in (1, 3) and ds.versions[-1]["received_at"])
     manifest = {

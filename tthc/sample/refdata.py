@@ -60,6 +60,20 @@ def agency_rows() -> list[list[str]]:
              a.valid_to.isoformat() if a.valid_to else "", a.successor, a.legal_basis] for a in AGENCIES]
 
 
+def write_agencies_csv(path, rows: list[list[str]] | None = None):
+    """An agencies.csv (``AGENCY_HEADER``) of ``rows``, by default the sample province's agencies; returns its path."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(AGENCY_HEADER)
+        w.writerows(agency_rows() if rows is None else rows)
+    return path
+
+
 @dataclass(frozen=True)
 class Procedure:
     code: str
