@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import date
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tthc.cli import app
 from tthc.commands import require_warehouse
@@ -26,32 +26,20 @@ def _print_arrow(t, title: str | None = None, limit: int = 200) -> None:
     for name in t.column_names:
         table.add_column(name, overflow="fold")
     for row in t.slice(0, limit).to_pylist():
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        # values are text, never rich markup: a value such as "[/red]" prints as itself
+        table.add_row(*(Text("" if v is None else str(v)) for v in row.values()))
     console.print(table)
     if t.num_rows > limit:
         console.print(f"... {t.num_rows - limit} more rows (use --out to get them all)")
 
 
 def _write_out(t, out: Path) -> None:
-    import duckdb
+    from warehouse.exports import write_table
 
-    fmt = {".csv": "csv, HEADER true", ".parquet": "parquet"}.get(out.suffix.lower())
-    if fmt is None:
-        raise typer.BadParameter(f"--out must end in .csv or .parquet, got {out.name}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    con.register("result_rows", t)  # DuckDB writes nested columns (lists) to CSV as text; pyarrow cannot
-    tmp = out.with_name(f".{out.name}.tmp")
-    con.execute(f"COPY result_rows TO '{tmp}' (FORMAT {fmt})")
-    con.close()
-    if fmt.startswith("csv"):  # UTF-8 with a BOM: Excel, what officials open a CSV with, then shows Vietnamese right
-        bom = out.with_name(f".{out.name}.bom.tmp")
-        with open(tmp, "rb") as src, open(bom, "wb") as dst:
-            dst.write(b"\xef\xbb\xbf")
-            shutil.copyfileobj(src, dst, 1 << 20)
-        tmp.unlink()
-        tmp = bom
-    tmp.replace(out)  # whole or not at all
+    try:
+        write_table(t, out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     console.print(f"wrote {t.num_rows} rows to {out}")
 
 

@@ -73,3 +73,24 @@ def test_explain_lists_the_dossiers_and_refuses_a_wrong_agency(built, tmp_path):
 def test_query_and_explain_on_a_missing_warehouse_say_so(tmp_path, cmd):
     res = CliRunner().invoke(app, [*cmd, "--warehouse", str(tmp_path / "absent")])
     assert res.exit_code == 2 and "No warehouse at" in _flat(res.output) and "absent" in res.output, res.output
+
+
+def test_csv_out_neutralises_formulas_and_markup_prints_as_text(staged, tmp_path):
+    """A field name such as =HYPERLINK(...) or @SUM(...) from an export must not run when the CSV is opened in
+    Excel, and a value that looks like rich markup prints as itself instead of crashing the table print."""
+    staged.procedure()
+    hostile = ['=HYPERLINK("http://x.example/a","bấm")', "+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0",
+               "-2+3", "\t=1+1", "[/red]"]
+    for i, name in enumerate(hostile, start=1):
+        staged.dossier(f"C1-{i}", status=4, field_name=name)
+    staged.build()
+    out = tmp_path / "f.csv"
+    sql = "SELECT dossier_id, field_name, 1 - 3 AS negative FROM core_dossiers ORDER BY dossier_id"
+    assert _run("query", "--warehouse", str(staged.wh), "--out", str(out), sql).exit_code == 0
+    rows = list(csv.DictReader(out.read_text(encoding="utf-8-sig").splitlines()))
+    got = {r["dossier_id"]: r["field_name"] for r in rows}
+    assert [got[f"C1-{i}"] for i in range(1, 6)] == ["'" + v for v in hostile[:5]]
+    assert got["C1-6"] == "[/red]"  # not formula-like: written as it is
+    assert {r["negative"] for r in rows} == {"-2"}  # a number stays a number
+    res = _run("query", "--warehouse", str(staged.wh), "SELECT field_name FROM core_dossiers ORDER BY 1")
+    assert res.exit_code == 0 and "[/red]" in res.output
