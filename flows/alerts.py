@@ -32,52 +32,91 @@ def _current_flow_run_id() -> str | None:
         return None
 
 
-def _unit(r: dict) -> str:
+def _units(r: dict) -> str:
+    """The agencies the item is about: its own agency, else the agencies of all its examples (an id starts with
+    the agency code: ``H19.26293-250101-0001``), never one unit picked for examples of several."""
     if r.get("agency_code"):
         return r["agency_code"]
-    ex = (r.get("examples") or [""])[0]
-    return ex.split("-")[0] if "-" in ex else "-"
+    units = []
+    for ex in r.get("examples") or []:
+        head = str(ex).split(" ")[0]
+        if "-" in head and head.split("-")[0] not in units:
+            units.append(head.split("-")[0])
+    return ", ".join(units) if units else "không xác định"
+
+
+def is_failure(summary: dict) -> bool:
+    """A run that held a batch, rejected a file or crashed failed: it is alerted as an error (Lỗi), not a
+    warning."""
+    return bool(summary.get("crash") or summary.get("n_critical") or summary.get("rejected_files"))
 
 
 def should_alert(summary: dict) -> bool:
-    return bool(summary.get("n_critical") or summary.get("n_warning") or summary.get("rejected_files")
-                or summary.get("crash"))
+    return bool(is_failure(summary) or summary.get("n_warning"))
+
+
+# what an official or operator does next, per kind of item (Vietnamese: they act on it)
+NEXT_HELD = ("Việc cần làm: đề nghị đơn vị kiểm tra và xuất lại tệp; nếu dữ liệu đúng, cán bộ vận hành cho lô "
+             "vào bằng lệnh: {cmd}")
+NEXT_WARNING = "Việc cần làm: xem các dòng bị cách ly trong báo cáo và đề nghị đơn vị sửa ở lần xuất sau."
+NEXT_REJECTED = "Việc cần làm: đề nghị đơn vị xuất lại tệp đúng định dạng (hoặc sửa tệp) rồi để vào hộp thư đến."
+
+
+def release_command(batch_id: str) -> str:
+    return f'tthc release {batch_id} --reason "..."'
 
 
 def render(summary: dict) -> tuple[str, str]:
-    """(title, body) in Vietnamese with English rule names; ids only."""
+    """(title, body) in Vietnamese: what happened, where (file, rule, count, units), and what to do next; ids only,
+    never personal data."""
     from transforms.quality.report import rule_vi
 
     run = summary.get("run_id", "?")
+    n_files = len(summary.get("rejected_files", []))
     if summary.get("crash"):
-        title = f"[TTHC] Lần chạy {run} bị lỗi / crashed"
-    elif summary.get("n_critical"):
-        title = f"[TTHC] {summary['n_rejected_batches']} lô bị chặn do lỗi dữ liệu nghiêm trọng ({run})"
+        title = f"[TTHC] Lỗi: lần chạy {run} bị dừng"
+    elif summary.get("n_critical") or n_files:
+        parts = []
+        if summary.get("n_rejected_batches"):
+            parts.append(f"{summary['n_rejected_batches']} lô bị giữ lại")
+        if n_files:
+            parts.append(f"{n_files} tệp không đọc được")
+        title = f"[TTHC] Lỗi: {', '.join(parts) or 'dữ liệu không đạt'} ({run})"
     else:
         title = f"[TTHC] Cảnh báo chất lượng dữ liệu ({run})"
     lines = [f"Lần chạy: {run}"]
     if summary.get("crash"):
         lines.append(f"Trạng thái: {summary['crash']}")
+        lines.append("Việc cần làm: cán bộ vận hành xem nhật ký của lần chạy; lần chạy sau sẽ làm lại phần dở dang.")
     if "batches" in summary:
-        lines.append(f"Lô kiểm tra: {len(summary['batches'])}; bị chặn: {summary.get('n_rejected_batches', 0)}; "
+        lines.append(f"Lô kiểm tra: {len(summary['batches'])}; bị giữ lại: {summary.get('n_rejected_batches', 0)}; "
                      f"lỗi nghiêm trọng: {summary.get('n_critical', 0)}; cảnh báo: {summary.get('n_warning', 0)}")
     n = 0
     for b in summary.get("batches", []):
         q = sum(b.get("quarantine", {}).values())
-        for r in b.get("criticals", []) + b.get("warnings", []):
+        items = b.get("criticals", []) + b.get("warnings", [])
+        for r in items:
             n += 1
             if n > MAX_LINES:
                 continue
-            sev = "NGHIÊM TRỌNG" if r["severity"] == "critical" else "cảnh báo"
+            sev = "LỖI" if r["severity"] == "critical" else "cảnh báo"
             ex = ", ".join(r.get("examples", [])[:3])
-            lines.append(f"- [{sev}] đơn vị {_unit(r)}; tệp {b['file']}; quy tắc {r['name']} ({rule_vi(r['name'])}); "
+            lines.append(f"- [{sev}] tệp {b['file']}; đơn vị {_units(r)}; {rule_vi(r['name'])} (quy tắc {r['name']}); "
                          f"{r['unexpected_count']:,} dòng sai / {r['element_count']:,} "
-                         f"({r['unexpected_percent']:.2f}%); dòng cách ly của lô: {q}"
+                         f"({r['unexpected_percent']:.2f}%); dòng cách ly của tệp: {q}"
                          + (f"; ví dụ: {ex}" if ex else ""))
+        if items and n <= MAX_LINES:
+            if not b.get("passed", True):
+                lines.append(f"  Lô {b['batch_id']} bị giữ lại, chưa vào số liệu. "
+                             + NEXT_HELD.format(cmd=release_command(b["batch_id"])))
+            else:
+                lines.append("  " + NEXT_WARNING)
     if n > MAX_LINES:
         lines.append(f"... và {n - MAX_LINES} kiểm tra khác (xem báo cáo)")
     for f in summary.get("rejected_files", []):
-        lines.append(f"- [TỆP BỊ TỪ CHỐI] {f.get('file')}: {f.get('message')}")
+        lines.append(f"- [LỖI: TỆP KHÔNG ĐƯỢC ĐỌC] {f.get('file')}: {f.get('message')}")
+    if n_files:
+        lines.append("  " + NEXT_REJECTED)
     if summary.get("report"):
         lines.append(f"Báo cáo: {summary['report']}")
     return title, "\n".join(lines)
@@ -99,12 +138,13 @@ def notify(settings, summary: dict) -> None:
     if getattr(settings, "report_url_base", None) and summary.get("report"):
         from pathlib import Path
 
-        body += f"\nLink: {settings.report_url_base.rstrip('/')}/{Path(summary['report']).name}"
+        body += f"\nXem báo cáo: {settings.report_url_base.rstrip('/')}/{Path(summary['report']).name}"
     ap = apprise.Apprise()
     for u in urls:
         if not ap.add(u):
             log.error("alert URL rejected by apprise: %s", u.split("://")[0] + "://...")
-    if not ap.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT):
+    kind = apprise.NotifyType.FAILURE if is_failure(summary) else apprise.NotifyType.WARNING
+    if not ap.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT, notify_type=kind):
         log.error("at least one alert could not be delivered")
 
 

@@ -63,7 +63,7 @@ def test_critical_failure_holds_the_batch_keeps_marts_and_alerts(prefect_harness
     first = nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True)
     assert first.is_completed(), first.message
     # a clean night raises no critical alert (warnings, e.g. stale history files, may be reported)
-    assert all("NGHIÊM TRỌNG" not in h["json"]["message"] and "bị chặn do lỗi" not in h["json"]["title"]
+    assert all("[LỖI]" not in h["json"]["message"] and "Lỗi" not in h["json"]["title"]
                for h in hooks)
     hooks.clear()
     mails.clear()
@@ -96,7 +96,7 @@ def test_critical_failure_holds_the_batch_keeps_marts_and_alerts(prefect_harness
 
     assert len(hooks) == 1 and len(mails) == 1  # one message per URL per run
     body = hooks[0]["json"]["message"]
-    assert "NGHIÊM TRỌNG" in body and "export_loi_han.csv" in body and "date_order:due_at>=received_at" in body
+    assert "[LỖI]" in body and "export_loi_han.csv" in body and "date_order:due_at>=received_at" in body
     mail = mails[0].content.decode("utf-8", "replace")
     assert "kstthc@example.org" in mails[0].rcpt_tos
     for phone in phones[:50]:  # no personal data in alerts

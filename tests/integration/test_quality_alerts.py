@@ -154,3 +154,37 @@ def test_html_report_opens_offline_in_chromium(tmp_path):
         return sum(1 for row in rows[20:60] for px in row[:700] if sum(px) < 200)
 
     assert dark(with_title) > 300 and dark(without) < 20
+
+
+@pytest.mark.integration
+def test_alert_items_name_file_units_release_command_and_next_step(webhook):
+    """A run that only rejected files is an error (Lỗi, type failure), not a warning; a held batch's item names
+    its file (not the batch id), every unit of its examples, the exact release command and what to do next; a
+    warning-only run is sent as a warning; the report link uses TTHC_REPORT_URL_BASE."""
+    hport, hooks = webhook
+    s = SimpleNamespace(alert_url_list=[f"json://127.0.0.1:{hport}/a"], report_url_base="https://bc.example.vn/r")
+    alerts._SENT.clear()
+    alerts.notify(s, {"run_id": "r-files", "batches": [], "n_critical": 0, "n_warning": 0, "n_rejected_batches": 0,
+                      "rejected_files": [{"file": "one_stop/dossiers/hoso.csv", "message": "required column "
+                                          "'Ngày tiếp nhận' not found"}], "report": "/wh/_reports/dq_r-files.html"})
+    held = {"table": "stg_one_stop__dossiers", "batch_id": "b20251201T000000000000-abcdef0123",
+            "file": "hoso_t11.csv", "passed": False, "quarantine": {"code_in_list:status": 55}, "warnings": [],
+            "criticals": [{"name": "quarantined_share", "severity": "critical", "unexpected_count": 55,
+                           "element_count": 271, "unexpected_percent": 20.3, "agency_code": None,
+                           "examples": ["H31.1-250101-0001 (row 2)", "H31.2-250101-0002 (row 9)"]}]}
+    alerts.notify(s, {"run_id": "r-held", "batches": [held], "n_critical": 1, "n_warning": 0,
+                      "n_rejected_batches": 1, "rejected_files": [], "report": "/wh/_reports/dq_r-held.html"})
+    warn = {**held, "passed": True, "criticals": [], "warnings": [{**held["criticals"][0], "severity": "warning",
+                                                                     "name": "date_order:due_at>=received_at"}]}
+    alerts.notify(s, {"run_id": "r-warn", "batches": [warn], "n_critical": 0, "n_warning": 1,
+                      "n_rejected_batches": 0, "rejected_files": [], "report": "/wh/_reports/dq_r-warn.html"})
+    files, held_msg, warn_msg = (h["json"] for h in hooks)
+    assert files["type"] == "failure" and files["title"].startswith("[TTHC] Lỗi") and "1 tệp" in files["title"]
+    assert "hoso.csv" in files["message"] and "xuất lại" in files["message"]
+    body = held_msg["message"]
+    assert held_msg["type"] == "failure" and "Lỗi" in held_msg["title"]
+    assert "tệp hoso_t11.csv" in body and "H31.1, H31.2" in body
+    assert 'tthc release b20251201T000000000000-abcdef0123 --reason' in body and "xuất lại" in body
+    assert "https://bc.example.vn/r/dq_r-held.html" in body
+    assert warn_msg["type"] == "warning" and warn_msg["title"].startswith("[TTHC] Cảnh báo")
+    assert "tthc release" not in warn_msg["message"]
