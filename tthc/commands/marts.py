@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -43,24 +44,77 @@ def _write_out(t, out: Path) -> None:
     console.print(f"wrote {t.num_rows} rows to {out}")
 
 
+_READ_FROM = re.compile(r"read_parquet\(\[?'((?:[^']|'')*)'")
+_GLOB = re.compile(r"[*?\[{]")
+
+
+def view_directories(con) -> list[str]:
+    """The folders the connection's views read (their ``read_parquet`` paths up to the first glob character)."""
+    dirs: set[str] = set()
+    for (sql,) in con.execute("SELECT sql FROM duckdb_views() WHERE NOT internal").fetchall():
+        for path in _READ_FROM.findall(sql or ""):
+            path = path.replace("''", "'")
+            m = _GLOB.search(path)
+            head = path[:m.start()] if m else path
+            dirs.add(head if head.endswith("/") else head.rsplit("/", 1)[0] + "/")
+    return sorted(dirs)
+
+
+def sandbox(con) -> None:
+    """Lock ``con`` to reading what its views read: no other file of the machine (the pseudonym key, raw personal
+    data, /etc/passwd), no extension install, no setting changed afterwards."""
+    dirs = view_directories(con)
+    con.execute("SET allowed_directories = [" + ", ".join("'" + d.replace("'", "''") + "'" for d in dirs) + "]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def read_only_statement(con, sql: str) -> None:
+    """Refuse anything but queries (SELECT, WITH, FROM, DESCRIBE, SUMMARIZE, SHOW, EXPLAIN): no COPY ... TO, no
+    CREATE, INSERT, ATTACH, SET or PRAGMA."""
+    import duckdb
+
+    try:
+        stmts = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if not stmts:
+        raise typer.BadParameter("the SQL gave no rows to show (an empty or non-SELECT statement)")
+    allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+    bad = [s for s in stmts if s.type not in allowed]
+    if bad:
+        kind = str(bad[0].type).rsplit(".", 1)[-1]
+        raise typer.BadParameter(f"tthc query only reads the published tables: a {kind} statement is not allowed "
+                                 f"(use SELECT ...; --out x.csv or x.parquet writes the result)")
+
+
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="SQL over the warehouse's tables (each folder is a view)"),
     warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
     out: Path = typer.Option(None, "--out", help="Write the result to x.csv or x.parquet instead of printing"),
     limit: int = typer.Option(200, help="Rows to print"),
+    include_private: bool = typer.Option(False, "--include-private",
+                                         help="Operators only: also the raw_ and quarantine_ tables (personal data)"),
 ) -> None:
-    """Run SQL against the marts and core tables (DuckDB views named after the table folders)."""
+    """Run a read-only query against the published tables (DuckDB views named after the table folders).
+
+    The query reads only what the views read: no other file, no writes (COPY, CREATE, ATTACH are refused)."""
     import duckdb
 
     from warehouse.views import connect
 
-    con = connect(_warehouse(warehouse))
+    con = connect(_warehouse(warehouse), include_private=include_private)
     try:
+        sandbox(con)
+        read_only_statement(con, sql)
         rel = con.sql(sql)
         if rel is None:
             raise typer.BadParameter("the SQL gave no rows to show (an empty or non-SELECT statement)")
         t = rel.to_arrow_table()
+    except duckdb.PermissionException:
+        raise typer.BadParameter("tthc query reads only the published tables of the warehouse (core_, mart_, stg_"
+                                 " views); other files are not readable from it") from None
     except duckdb.Error as exc:  # duckdb errors are plain-worded; show them without a traceback
         raise typer.BadParameter(str(exc)) from None
     finally:

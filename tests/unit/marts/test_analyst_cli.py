@@ -94,3 +94,32 @@ def test_csv_out_neutralises_formulas_and_markup_prints_as_text(staged, tmp_path
     assert {r["negative"] for r in rows} == {"-2"}  # a number stays a number
     res = _run("query", "--warehouse", str(staged.wh), "SELECT field_name FROM core_dossiers ORDER BY 1")
     assert res.exit_code == 0 and "[/red]" in res.output
+
+
+@pytest.mark.parametrize("sql, says", [
+    ("SELECT * FROM read_csv('/etc/passwd')", "only the published tables"),
+    ("SELECT * FROM read_parquet('{wh}/raw_one_stop__dossiers/*.parquet')", "only the published tables"),
+    ("SELECT * FROM read_text('{wh}/_secrets/pseudonym.key')", "only the published tables"),
+    ("COPY (SELECT 1) TO '{wh}/mart_kpi__agency_period/evil.parquet'", "COPY statement is not allowed"),
+    ("CREATE TABLE x AS SELECT 1", "not allowed"),
+    ("ATTACH '{wh}/x.db'", "not allowed"),
+    ("SET enable_external_access = true", "not allowed"),
+    ("SELECT 1; COPY (SELECT 1) TO '{wh}/x.csv'", "not allowed"),
+])
+def test_query_reads_only_the_published_tables(built, sql, says):
+    """tthc query cannot read other files of the machine (the pseudonym key, raw personal data) nor write any."""
+    (built / "_secrets").mkdir(exist_ok=True)
+    (built / "_secrets" / "pseudonym.key").write_text("secret")
+    (built / "raw_one_stop__dossiers").mkdir(exist_ok=True)
+    before = sorted(p.relative_to(built) for p in built.rglob("*"))
+    res = CliRunner().invoke(app, ["query", "--warehouse", str(built), sql.format(wh=built)])
+    assert res.exit_code == 2 and says in _flat(res.output), res.output
+    assert "secret" not in res.output
+    assert sorted(p.relative_to(built) for p in built.rglob("*")) == before  # nothing written
+
+
+def test_query_still_reads_every_published_view(built):
+    res = _run("query", "--warehouse", str(built),
+               "SELECT (SELECT count(*) FROM core_dossiers) AS d, (SELECT count(*) FROM mart_kpi__agency_period) > 0 "
+               "AS k, (SELECT count(*) FROM stg_one_stop__dossiers) AS s")
+    assert res.exit_code == 0 and "2" in res.output and "True" in res.output, res.output
