@@ -36,8 +36,40 @@ def _register_commands() -> None:
 
 _register_commands()
 
-if __name__ == "__main__":  # pragma: no cover
-    # run as a script this file is module __main__; the commands registered on the importable tthc.cli.app
-    from tthc.cli import app as _app
 
-    _app()
+def main(argv: list[str] | None = None) -> None:
+    """The ``tthc`` command: the app, with machine faults told as one sentence (exit 1) and their traceback kept
+    in the log file; ``tthc --debug ...`` prints the traceback too (tthc/faults.py)."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("TTHC_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    if debug:
+        os.environ["TTHC_DEBUG"] = "1"
+    try:
+        app(args=args, prog_name="tthc", standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted; the next run rolls back what this one had not finished.\n")
+        raise SystemExit(130) from None
+    except Exception as exc:
+        from tthc import faults
+
+        log = faults.write_log(exc)
+        if debug:
+            import traceback
+
+            traceback.print_exception(exc)
+        sys.stderr.write(f"Error: {faults.sentence(exc)}\n")
+        if log and not debug:
+            sys.stderr.write(f"(details in {log}; `tthc --debug ...` prints them)\n")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    # run as a script this file is module __main__; the commands registered on the importable tthc.cli
+    from tthc.cli import main as _main
+
+    _main()

@@ -57,7 +57,8 @@ batches = sa.Table(
     sa.Column("rows_quarantined", sa.BigInteger),
     sa.Column("unknown_columns", sa.Text),
     # running -> staged -> (gate) passed | gate_failed ; rejected (file unreadable) ; failed (crash or error) ;
-    # duplicate (its content turned out, once hashed, to be a batch's already taken; its files removed)
+    # duplicate (its content turned out, once hashed, to be a batch's already taken; its files removed) ;
+    # skipped (an inbox entry only listed, not read: hidden, temporary, not data; the reason in error)
     sa.Column("status", sa.String(16), index=True),
     sa.Column("error", sa.Text),
     sa.Column("started_at", sa.DateTime),
@@ -118,12 +119,39 @@ class BatchRow:
     rows_quarantined: int | None
 
 
+def _read_only_engine(url: str, kwargs: dict[str, Any]):
+    """An engine that never writes: SQLite opened with ``mode=ro`` (and ``immutable=1`` when even the WAL index
+    cannot be made, as on a read-only mount); other databases as they are (the commands only SELECT)."""
+    if not url.startswith("sqlite:///"):
+        return sa.create_engine(url, **kwargs)
+    from pathlib import Path
+    from urllib.parse import quote
+
+    path = Path(url.removeprefix("sqlite:///")).resolve()
+    for extra in ("", "&immutable=1"):
+        engine = sa.create_engine(f"sqlite:///file:{quote(str(path))}?mode=ro{extra}&uri=true", **kwargs)
+        try:
+            with engine.connect() as c:
+                c.exec_driver_sql("SELECT count(*) FROM sqlite_master").fetchall()
+            return engine
+        except sa.exc.OperationalError:
+            engine.dispose()
+            if extra:
+                raise
+    raise AssertionError("unreachable")
+
+
 class Ledger:
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, read_only: bool = False):
+        """``read_only``: for commands that only look (status, dq): nothing is created or altered, and a SQLite
+        ledger on a read-only disk or folder is opened read-only instead of failing."""
         self.url = url
         kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
+        if read_only:
+            self.engine = _read_only_engine(url, kwargs)
+            return
         self.engine = sa.create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             @event.listens_for(self.engine, "connect")
@@ -216,6 +244,23 @@ class Ledger:
         with self.engine.begin() as c:
             c.execute(batches.insert().values(batch_id=batch_id, run_id=run_id, status="running",
                                               started_at=utcnow(), **values))
+
+    def record_batch(self, batch_id: str, run_id: str, status: str, **values: Any) -> None:
+        """A batch row written finished in one go: an inbox entry listed without being read (``skipped``, or
+        ``rejected``/``failed`` before any of its bytes were read), with its reason in ``error``."""
+        now = utcnow()
+        with self.engine.begin() as c:
+            c.execute(batches.insert().values(batch_id=batch_id, run_id=run_id, status=status, started_at=now,
+                                              finished_at=now, **values))
+
+    def skipped_before(self, path: str, size: int | None, mtime_ns: int | None) -> str | None:
+        """The batch id of an earlier ``skipped`` row of this very entry (same path, size and mtime), or None."""
+        cond = [batches.c.status == "skipped", batches.c.path == path]
+        for col, v in ((batches.c.size_bytes, size), (batches.c.mtime_ns, mtime_ns)):
+            cond.append(col.is_(None) if v is None else col == v)
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(batches.c.batch_id).where(*cond).limit(1)).first()
+        return row[0] if row else None
 
     def update_batch(self, batch_id: str, **values: Any) -> None:
         if "unknown_columns" in values and isinstance(values["unknown_columns"], list | tuple):

@@ -53,7 +53,9 @@ def _run_flow(s, **params) -> None:
     from warehouse.ledger import Ledger
 
     from transforms.pull.run import configured_pulls
+    from tthc.faults import quiet_tracebacks
 
+    quiet_tracebacks()  # Prefect logs a failed task's traceback: to the log file, one line on the console
     if not Path(s.inbox).is_dir() and not configured_pulls(s):
         raise typer.BadParameter(f"inbox folder {s.inbox} does not exist and no source to pull is configured "
                                  f"(--inbox / TTHC_INBOX, or TTHC_DVC_PORTAL_URL / TTHC_ONE_STOP_URL / "
@@ -83,9 +85,23 @@ def _run_flow(s, **params) -> None:
     finally:
         ledger.dispose()
     if state.is_failed() or state.is_crashed():
-        console.print(f"[red]Run failed:[/red] {state.message}")
+        console.print(f"[red]Run failed:[/red] {_failure_sentence(state)}")
         sys.exit(1)
     console.print(f"[green]Run completed:[/green] {state.message}")
+
+
+def _failure_sentence(state) -> str:
+    """The run's failure as the operator reads it: a machine fault (disk full, read-only disk, ledger) as one
+    sentence saying what to do; the flow's own message (files, rules) otherwise."""
+    from tthc import faults
+
+    try:
+        res = state.result(raise_on_failure=False)
+    except BaseException as exc:  # noqa: BLE001 - the state's exception is what we want to describe
+        res = exc
+    if isinstance(res, BaseException) and faults.known(res):
+        return faults.sentence(res)
+    return state.message or "the run failed (see tthc status)"
 
 
 @app.command()
@@ -132,7 +148,7 @@ def status(
 
     s = get_settings(warehouse=warehouse)
     require_warehouse(s)
-    ledger = Ledger(s.resolved_ledger_url)
+    ledger = Ledger(s.resolved_ledger_url, read_only=True)
     try:
         runs = ledger.recent_runs(5)
         t = Table(title="Recent runs")

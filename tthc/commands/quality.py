@@ -26,7 +26,7 @@ def dq(warehouse: Path = typer.Option(None, "--warehouse", help="Warehouse folde
 
     s = get_settings(warehouse=warehouse)
     require_warehouse(s)
-    led = Ledger(s.resolved_ledger_url)
+    led = Ledger(s.resolved_ledger_url, read_only=True)
     try:
         rows = led.dq_history(source=source, entity=entity, agency_code=agency, run_id=run_id, limit=100_000)
     finally:
