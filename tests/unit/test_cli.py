@@ -206,3 +206,41 @@ def test_status_reads_a_ledger_elsewhere_without_a_local_warehouse(tmp_path, mon
     assert res.exit_code == 0 and ids["one_stop/dossiers/export_2024Q1.csv"] in res.output, res.output
     res = CliRunner().invoke(app, ["release", "--warehouse", str(tmp_path / "absent")])
     assert res.exit_code == 2 and "No warehouse at" in res.output
+
+
+def test_status_shows_a_failed_night_first_after_many_no_op_runs(tmp_path, wide_console):
+    """Five (or fifty) no-op pulls after a failed night must not push it off the list; --failed shows only it."""
+    wh = tmp_path / "wh"
+    led, ids = _ledger_with_history(wh)
+    for i in range(30):
+        led.start_run(f"p20260101T0{i:05d}-noop00", date(2025, 12, 31), "pull")
+        led.finish_run(f"p20260101T0{i:05d}-noop00", "completed", {"pulls": 0})
+    led.dispose()
+    res = CliRunner().invoke(app, ["status", "--warehouse", str(wh), "--limit", "5"])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "r20251231T013000-aaaaaa" in out and out.index("r20251231T013000-aaaaaa") < out.index("noop00")
+    assert ids["one_stop/dossiers/bad_encoding.csv"] in out and ids["dvc_portal/payments/p.jsonl"] in out
+    only = CliRunner().invoke(app, ["status", "--warehouse", str(wh), "--failed"]).output
+    assert "r20251231T013000-aaaaaa" in only and "noop00" not in only
+    assert ids["one_stop/dossiers/export_2024Q1.csv"] not in only
+
+
+def test_dq_for_an_agency_says_when_its_results_are_from_an_older_run(tmp_path):
+    """Last night's batch was held on checks that name no agency: `tthc dq --agency X` must not answer
+    'All checks passed' from an older run without saying so."""
+    wh = tmp_path / "wh"
+    led, _ids = _ledger_with_history(wh)
+    base = {"batch_id": "b1", "table_name": "stg_one_stop__dossiers", "source": "one_stop", "entity": "dossiers",
+            "expectation_type": "x", "element_count": 10, "examples_json": [], "observed_json": {}}
+    led.record_dq([{**base, "run_id": "r-old", "agency_code": "H31.1", "check_name": "volume:H31.1",
+                    "severity": "warning", "success": True, "unexpected_count": 0, "unexpected_percent": 0.0}])
+    led.record_dq([{**base, "run_id": "r-new", "batch_id": "b2", "agency_code": None,
+                    "check_name": "quarantined_share", "severity": "critical", "success": False,
+                    "unexpected_count": 9, "unexpected_percent": 90.0}])
+    led.dispose()
+    res = CliRunner().invoke(app, ["dq", "--warehouse", str(wh), "--agency", "H31.1"])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    assert "latest checks (run r-new) have no result for --agency H31.1" in out and "earlier run r-old" in out
+    assert "Run r-new failed 1 check(s) (1 critical)" in out and "tthc dq --run r-new" in out

@@ -138,30 +138,42 @@ def run(
     _run_flow(s, as_of=_parse_date(as_of), full_rebuild=full_rebuild)
 
 
+FAILED_RUN = ("failed", "crashed", "running")
+FAILED_BATCH = ("rejected", "failed", "gate_failed")
+
+
 @app.command()
 def status(
     warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
-    limit: int = typer.Option(30, help="How many batches to show"),
+    limit: int = typer.Option(10, "--limit", help="How many runs, and how many batches, to show"),
+    failed: bool = typer.Option(False, "--failed", help="Only runs and batches that failed, rejected or held"),
 ) -> None:
-    """Print the ledger's recent runs and batches."""
+    """Print the ledger's recent runs and batches, failures first (a failed night is never pushed off the list by
+    later no-op pulls: the last failures are looked up on their own)."""
     from warehouse.ledger import Ledger
 
     s = get_settings(warehouse=warehouse)
     require_warehouse(s)
     ledger = Ledger(s.resolved_ledger_url, read_only=True)
     try:
-        runs = ledger.recent_runs(5)
-        t = Table(title="Recent runs")
+        recent = ledger.recent_runs(max(limit * 20, 200))
+        failures = [r for r in recent if (r["status"] or "running") in FAILED_RUN][:limit]
+        others = [] if failed else [r for r in recent[:limit] if r not in failures]
+        t = Table(title=f"Recent runs ({len(failures)} failed first)")
         for col in ("run", "status", "as_of", "started (UTC)", "finished (UTC)", "summary"):
             t.add_column(col, overflow="fold")
-        for r in runs:
+        for r in failures + others:
             summ = json.loads(r["summary_json"] or "{}")
             brief = ", ".join(f"{k}={v}" for k, v in summ.items() if not isinstance(v, list | dict))
             t.add_row(r["run_id"], r["status"] or "", str(r["as_of"] or ""),
                       f"{r['started_at']:%Y-%m-%d %H:%M:%S}" if r["started_at"] else "",
-                      f"{r['finished_at']:%Y-%m-%d %H:%M:%S}" if r["finished_at"] else "", brief)
+                      f"{r['finished_at']:%Y-%m-%d %H:%M:%S}" if r["finished_at"] else "", brief,
+                      style="red" if r in failures else None)
         console.print(t)
-        console.print(_batch_table(ledger.recent_batches(limit), "Recent batches"))
+        batches = ledger.recent_batches(max(limit * 60, 600))
+        bad = [b for b in batches if b.get("status") in FAILED_BATCH][:limit]
+        rest = [] if failed else [b for b in batches if b not in bad][:max(limit - len(bad), 0)]
+        console.print(_batch_table(bad + rest, f"Recent batches ({len(bad)} rejected, failed or held first)"))
     finally:
         ledger.dispose()
 

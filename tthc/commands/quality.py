@@ -14,6 +14,29 @@ from tthc.commands import require_warehouse
 from tthc.settings import get_settings
 
 
+def _say_when_older(shown: str, source, entity, agency, s) -> None:
+    """When the filters matched only an older run's checks, say so, and name what the latest run failed on that
+    the filters cannot see (a held file whose checks name no agency)."""
+    from warehouse.ledger import Ledger
+
+    led = Ledger(s.resolved_ledger_url, read_only=True)
+    try:
+        newest = led.dq_history(limit=1)
+        if not newest or newest[0]["run_id"] == shown:
+            return
+        last = newest[0]["run_id"]
+        unseen = [r for r in led.dq_history(run_id=last, limit=100_000) if not r["success"]]
+    finally:
+        led.dispose()
+    asked = ", ".join(f"{k} {v}" for k, v in (("--source", source), ("--entity", entity), ("--agency", agency)) if v)
+    typer.secho(f"Note: the latest checks (run {last}) have no result for {asked}; what follows is from the earlier "
+                f"run {shown}.", fg="yellow")
+    if unseen:
+        crit = sum(1 for r in unseen if r["severity"] == "critical")
+        typer.secho(f"Run {last} failed {len(unseen)} check(s) ({crit} critical) that these filters do not match "
+                    f"(e.g. a held file): see `tthc dq --run {last}`.", fg="red")
+
+
 @app.command("dq")
 def dq(warehouse: Path = typer.Option(None, "--warehouse", help="Warehouse folder (default: TTHC_WAREHOUSE)."),
        run_id: str = typer.Option(None, "--run", help="A run id (default: the latest run with DQ results)."),
@@ -38,6 +61,8 @@ def dq(warehouse: Path = typer.Option(None, "--warehouse", help="Warehouse folde
         raise typer.Exit(0)
     latest = run_id or rows[0]["run_id"]
     rows = [r for r in rows if r["run_id"] == latest]
+    if run_id is None:
+        _say_when_older(latest, source, entity, agency, s)
     failed = [r for r in rows if not r["success"]]
     shown = sorted(rows if all_checks else failed,
                    key=lambda r: (r["success"], r["severity"] != "critical", r["table_name"] or "", r["check_name"]))
