@@ -73,19 +73,11 @@ def _gx_sample(con, path: Path, suite: dict, types: dict, failed: list[dict], id
 
 
 def _validity(settings) -> dict | None:
-    """agency -> (valid_from, valid_to) from the agencies file the settings name, when there is one."""
-    import csv
-    from datetime import date as _date
+    """agency -> (valid_from, valid_to) from the agencies list the settings name, read by the one agencies loader
+    (any encoding and delimiter; the warehouse's last good list when that one is broken), when there is one."""
+    from transforms.agencies import validity
 
-    path = getattr(settings, "resolved_agencies_path", None) if settings is not None else None
-    if path is None or not Path(path).exists():
-        return None
-    out = {}
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        for r in csv.DictReader(fh):
-            f, t = (r.get("valid_from") or "").strip(), (r.get("valid_to") or "").strip()
-            out[r["agency_code"].strip()] = (_date.fromisoformat(f) if f else None, _date.fromisoformat(t) if t else None)
-    return out
+    return validity(settings)
 
 
 def check_result(r: dict, table: str, fname: str, batch_id: str = "") -> CheckResult:
