@@ -14,6 +14,8 @@ Row rules (names as stored in ``_rule``):
 - ``out_of_range``: below the contract's minimum (negative fee, zero copies)
 - ``unknown_agency``: an agency code that agencies.csv does not list (kpis.md settled detail 16)
 - ``invalid_json``: a nested list of the national sync shape that cannot be read
+- ``control_character``: a value holds a C0 control character other than tab, CR and LF (NUL, BEL, ESC, ...):
+  the export is damaged there (a NUL or ESC split form 06 rows); checked first, on every column the format maps
 """
 
 from __future__ import annotations
@@ -91,6 +93,53 @@ def trim_for_staging(table, columns: list[str]):
     for c in columns:
         table = table.append_column(TRIMMED + c, pc.utf8_trim(table.column(c), ZS_CHARS, memory_pool=pool))
     return table
+
+
+# C0 control characters except tab, line feed and carriage return (RE2 syntax, for DuckDB and Arrow alike)
+CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F]"
+HAS_CONTROL = "__cc"
+
+
+def control_columns(entity: str, fmt: str) -> list[str]:
+    """The raw columns the format maps for the entity: the ones a control character is looked for in."""
+    mapped = mapping(fmt)["entities"].get(entity, {})
+    return [rc for rc in raw_columns(entity) if rc in mapped]
+
+
+def _has_control_byte(data) -> bool:
+    """Whether a text buffer holds a C0 control byte other than tab, LF, CR. UTF-8 never uses bytes below 0x20
+    inside a multi-byte character, so the bytes say it; one SIMD pass (the buffer's minimum) clears a clean one."""
+    import numpy as np
+
+    b = np.frombuffer(data, np.uint8)
+    if not b.size or b.min() >= 0x20:
+        return False
+    counts = np.bincount(b[b < 0x20], minlength=0x20)
+    counts[list(ALLOWED_C0)] = 0
+    return bool(counts.any())
+
+
+ALLOWED_C0 = (0x09, 0x0A, 0x0D)
+
+
+def mark_control_characters(table, columns: list[str]):
+    """``table`` plus ``__cc``: whether any of ``columns`` holds a control character on that row (what the
+    ``pretrimmed`` staging SQL reads before it looks at each column). Each column's text buffer is looked at
+    once as bytes (~0.05 s per million dossier rows); only a chunk where a control byte turns up is searched row by
+    row, so a clean file pays no regular expression per value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = [c for c in columns if pa.types.is_string(table.schema.field(c).type)
+               or pa.types.is_large_string(table.schema.field(c).type)]
+    hit = any(_has_control_byte(chunk.buffers()[2]) for c in columns for chunk in table.column(c).chunks
+              if chunk.null_count < len(chunk) and chunk.buffers()[2] is not None)
+    n = table.num_rows
+    flag = pa.repeat(pa.scalar(False), n) if n else pa.array([], pa.bool_())
+    if hit:
+        for c in columns:
+            flag = pc.or_(flag, pc.fill_null(pc.match_substring_regex(table.column(c), CONTROL_CHARS), False))
+    return table.append_column(HAS_CONTROL, flag)
 
 
 def _q(name: str) -> str:
@@ -308,7 +357,9 @@ def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agenci
     With ``staged_relation`` (the staged file already written), the quarantine query looks only at the rows
     missing from it, so a clean file is typed once, not twice. With ``pretrimmed``, the relation also holds
     ``__s_<col>``, each raw column already trimmed as DuckDB's ``trim`` would (``trim_for_staging``), and those
-    are used instead of trimming in SQL; the raw columns themselves stay as they were for quarantine. Without
+    are used instead of trimming in SQL; the raw columns themselves stay as they were for quarantine; and
+    ``__cc`` (``mark_control_characters``), so a row without a control character is not searched column by
+    column. Without
     ``constant_lineage``, the staged rows carry ``_source_row`` only and the caller adds the lineage values that
     are the same on every row of a batch (``STG_CONSTANT``), cheaper in Arrow than through DuckDB.
     """
@@ -337,6 +388,13 @@ def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agenci
 
     # the rules in order; the first one a row breaks is the one recorded
     ordered: list[tuple[str, str, str, str, str]] = []  # rule, header, predicate, value, message
+    # a control character first: the value around it cannot be trusted, whatever it looks like
+    flagged = f"{_q(HAS_CONTROL)} AND " if pretrimmed else ""
+    for rc in control_columns(entity, fmt):
+        ordered.append(("control_character", source_header(fmt, entity, rc),
+                        f"{flagged}regexp_matches({_q(rc)}, {_lit(CONTROL_CHARS)})", _q(rc),
+                        "holds a control character (NUL, BEL, ESC or another below space other than tab and line "
+                        "breaks): the export is damaged there"))
     agency_cols = {col.name for col in c.columns if col.type == "agency"}
     for col in c.columns:
         x = by_name[col.name]
@@ -526,6 +584,7 @@ class ChunkStager:
         # the raw columns the staging SQL reads, which prepare() trims (the SQL does not depend on x_cols here)
         sql = " ".join(staging_select(source, entity, fmt, "raw_chunk", "agencies", set(), pretrimmed=True))
         self.raw_cols = [rc for rc in raw_columns(entity) if _q(TRIMMED + rc) in sql]
+        self.control_cols = control_columns(entity, fmt)
         self.x_cols: set[str] | None = None
         self.needs_restage = False
         self.staged_sql = self.quarantine_sql = ""
@@ -582,9 +641,10 @@ class ChunkStager:
         return staged.select([f for f in staged.column_names if f not in STG_LINEAGE] + STG_LINEAGE)
 
     def prepare(self, chunk):
-        """The chunk as the staging SQL reads it (raw columns plus their trimmed text). Thread-safe, so the
-        ingest prepares the next chunk on its reader thread while DuckDB stages this one."""
-        return trim_for_staging(chunk, self.raw_cols)
+        """The chunk as the staging SQL reads it (raw columns plus their trimmed text and the control-character
+        flag). Thread-safe, so the ingest prepares the next chunk on its reader thread while DuckDB stages this
+        one."""
+        return mark_control_characters(trim_for_staging(chunk, self.raw_cols), self.control_cols)
 
     def add(self, chunk, write=None, prepared=None) -> None:
         """Stage one chunk; ``write(writer, table)`` does the Parquet writes (the ingest hands them to its writer
@@ -632,7 +692,7 @@ class ChunkStager:
         if self.stg_writer is None:  # no rows at all: an empty staging file still records the batch
             if self.x_cols is None:
                 self._sql(set())
-            self.con.register("raw_chunk", trim_for_staging(empty_raw, self.raw_cols))
+            self.con.register("raw_chunk", self.prepare(empty_raw))
             schema = self._with_constants(self.con.sql(self.staged_sql).to_arrow_table(), empty_raw).schema
             self.con.unregister("raw_chunk")
             self.stg_writer = self._staged_writer(schema)

@@ -44,6 +44,7 @@ def _messy_rows() -> list[dict]:
         {"applicant_id_number": "001\t234\v567\n890"}, {"applicant_id_number": "\t"},
         {"has_digitized_components": "Có", "reused_digitized_data": "Không", "has_e_result": "KHÔNG"},
         {"fee_vnd": "１２"}, {"supplement_count": "0012"}, {"fee_vnd": "12a"},
+        {"field_name": "Hộ\x00tịch"}, {"applicant_address": "Số 1\x07"}, {"status": "\x1b10"},
     ]
     return [{**base, **v, "dossier_id": v.get("dossier_id", f"H19.26293-240105-{i:04d}")}
             for i, v in enumerate(variants)]
@@ -69,6 +70,7 @@ def test_chunk_stager_equals_stage_raw_file(tmp_path, chunk_rows):
     assert (got.rows_raw, got.rows_staged, got.rows_quarantined, got.rules) == \
         (ref.rows_raw, ref.rows_staged, ref.rows_quarantined, ref.rules)
     assert ref.rows_quarantined >= 8 and ref.rows_staged >= 8  # both sides exercised
+    assert ref.rules["control_character"] == 4  # the \v in an ID number and the three above
     for table in ("stg_one_stop__dossiers", "quarantine_one_stop__dossiers"):
         fast, ref_file = tmp_path / "fast" / table / "b1.parquet", tmp_path / "ref" / table / "b1.parquet"
         types = [[(f.name, f.type) for f in pq.read_schema(x)] for x in (fast, ref_file)]

@@ -170,3 +170,34 @@ def test_ranges_and_procedure_levels(tmp_path):
 def test_every_entity_balances_on_an_empty_batch(tmp_path, entity):
     res, stg, quar = _stage(tmp_path, entity, [])
     assert (res.rows_raw, res.rows_staged, res.rows_quarantined) == (0, 0, 0)
+
+
+def test_control_characters_quarantine_the_row_naming_the_column(tmp_path):
+    """NUL, ESC, BEL (C0 other than tab, CR, LF) set the row aside with rule control_character and the column a
+    person sees; tab and line breaks inside a value, and formula-like text, are data (neutralised on output)."""
+    rows = [_dossier(field_name="Hộ\x00 tịch"), _dossier(procedure_name="Khai sinh\x1b[31m"),
+            _dossier(applicant_name="Nguyễn\x07 Văn A"), _dossier(status="10\x00"),
+            _dossier(field_name="Hộ tịch\tcấp xã\r\nghi chú"),
+            _dossier(field_name="=HYPERLINK(\"http://x\",\"a\")", procedure_name="+cmd|' /C calc'!A0",
+                     field_code="@SUM(1+1)")]
+    res, stg, quar = _stage(tmp_path, "dossiers", rows)
+    assert (res.rows_raw, res.rows_staged, res.rows_quarantined) == (6, 2, 4)
+    assert res.rules == {"control_character": 4}
+    got = {q["_source_row"]: (q["_rule"], q["_column"]) for q in quar}
+    assert got == {1: ("control_character", "Tên lĩnh vực"), 2: ("control_character", "Tên TTHC"),
+                   3: ("control_character", "Chủ hồ sơ"), 4: ("control_character", "Trạng thái")}
+    assert quar[0]["_value"] == "Hộ\x00 tịch" and quar[0]["field_name"] == "Hộ\x00 tịch"  # raw text kept whole
+    assert [r["_source_row"] for r in stg] == [5, 6]
+    assert stg[0]["field_name"] == "Hộ tịch\tcấp xã\r\nghi chú"
+    assert stg[1]["field_name"].startswith("=HYPERLINK") and stg[1]["field_code"] == "@SUM(1+1)"
+
+
+def test_a_control_character_is_named_as_the_files_format_spells_the_column(tmp_path):
+    """The national sync names its columns differently: the quarantine names the column as that file does."""
+    row = {"dossier_id": "H19.26380-240105-0001", "procedure_code": "1.001193", "status": "5",
+           "received_at": "20240105080000", "updated_at": "20240120090000", "agency_code": "H19.26380",
+           "field_name": "Hộ tịch\x1b", "supplements_json": "[]"}
+    res, stg, quar = _stage(tmp_path, "dossiers", [row, dict(row, dossier_id="H19.26380-240105-0002",
+                                                             field_name="Hộ tịch")], fmt="national_sync")
+    assert [(q["_rule"], q["_column"], q["_source_row"]) for q in quar] == [("control_character", "TenLinhVuc", 1)]
+    assert [r["_source_row"] for r in stg] == [2]
