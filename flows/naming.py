@@ -1,0 +1,31 @@
+"""Flow runs named after what an operator looks for: the pipeline's run id and data date.
+
+Prefect gives each flow run a random name (``brave-otter``); the ledger, ``tthc status`` and the alerts speak of
+run ids (``r20251231T013000-1a2b3c``). Once a flow knows its run id, ``name_flow_run`` renames its Prefect flow
+run to ``<run id> as_of <date>``, so the server's UI and the ledger name the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+log = logging.getLogger(__name__)
+
+
+def flow_run_title(run_id: str, as_of: date | None) -> str:
+    return f"{run_id} as_of {as_of.isoformat()}" if as_of else run_id
+
+
+def name_flow_run(run_id: str, as_of: date | None) -> None:
+    """Rename the current Prefect flow run; best effort (a run is never failed for its name)."""
+    try:
+        from prefect import get_client
+        from prefect.runtime import flow_run
+
+        if not flow_run.id:
+            return
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, name=flow_run_title(run_id, as_of))
+    except Exception as exc:  # noqa: BLE001 - naming is cosmetic
+        log.debug("could not rename the flow run: %s", exc)
