@@ -10,8 +10,10 @@ run that finds ``running`` batches left by a killed process deletes their files 
 
 from __future__ import annotations
 
-import csv
+import errno
 import hashlib
+import os
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,15 +23,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from transforms import agencies as agency_list
 from transforms.contracts import ENTITY_SOURCE, quarantine_table, raw_table, stg_table
 from transforms.staging import StageResult, stage_raw_file
 from warehouse import store
 from warehouse.ledger import Ledger
 
 KINDS = {".csv": "csv", ".xlsx": "xlsx", ".json": "json", ".jsonl": "jsonl"}
-AGENCY_COLUMNS = ["agency_code", "agency_name", "level", "parent_code", "valid_from", "valid_to",
-                  "successor_code", "legal_basis"]
-AGENCY_LEVELS = {"province", "district", "commune", "department"}
+AGENCY_COLUMNS = agency_list.COLUMNS
+AGENCY_LEVELS = agency_list.LEVELS
 # rows per chunk (and raw row group): at 5M rows 128k-256k ran equally fast (18.0-18.9 s), peak RSS grew with it
 # (980 MB at 128k, 1.0 GB at 160k, 1.44 GB at 256k once staged writes overlap the next chunk)
 ROW_GROUP_ROWS = 160_000
@@ -38,17 +40,25 @@ ROW_GROUP_ROWS = 160_000
 @dataclass
 class InboxFile:
     path: Path
-    rel: str
+    rel: str  # the path under the inbox as shown to people (control characters and non-UTF-8 bytes escaped)
     source: str | None
     entity: str | None
     kind: str | None
-    problem: str | None = None  # why it cannot be ingested (unknown folder or extension)
+    problem: str | None = None  # why it is not ingested as data (the reason it is listed with)
+    # None: the file is opened (read, or hashed and rejected for its ``problem``). Else it is listed without its
+    # bytes being touched, with this ledger status: ``skipped`` (hidden, temporary, not data: only listed),
+    # ``rejected`` (a link leading outside the inbox, not a regular file: the run fails), ``failed`` (a folder
+    # that cannot be listed: the run fails)
+    listed: str | None = None
+
 
 
 @dataclass
 class FileOutcome:
     rel: str
-    status: str  # staged | duplicate | rejected | rejected_before (unchanged since its rejection: not read) | failed
+    # staged | duplicate | rejected | rejected_before (unchanged since its rejection: not read) | failed |
+    # skipped (only listed: hidden, temporary, not data) | skipped_before (listed so before, unchanged)
+    status: str
     batch_id: str | None = None
     sha256: str | None = None
     source: str | None = None
@@ -67,28 +77,174 @@ class FileOutcome:
         return asdict(self)
 
 
+# inbox discovery: what is only listed, what is refused (see README, "the inbox")
+ROOT_FILES = ("agencies.csv", "manifest.json", "README.md")  # configuration and documentation at the inbox root
+TEMP_SUFFIXES = {".tmp", ".temp", ".swp", ".swo", ".part", ".partial", ".crdownload", ".download", ".filepart",
+                 ".bak", ".old"}
+SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"}
+NOT_DATA_SUFFIXES = {".pdf", ".doc", ".docx", ".odt", ".rtf", ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif",
+                     ".tiff", ".heic", ".webp", ".msg", ".eml", ".url", ".ini"}
+LAYOUT = ("not under <source>/<entity>/ (expected e.g. one_stop/dossiers/ or dvc_portal/payments/); move it to "
+          "its folder")
+
+
+def shown(name: str) -> str:
+    """A file or folder name as it can be printed and stored: control characters and bytes that are not UTF-8
+    (kept by the OS as lone surrogates) as ``\\xNN``."""
+    out = []
+    for ch in name:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif o < 0x20 or 0x7F <= o <= 0x9F:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _name_problem(parts: tuple[str, ...]) -> str | None:
+    name = parts[-1]
+    if name.casefold() in SYSTEM_FILES:
+        return None
+    for p in parts:
+        if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in p):
+            return "its name is not valid UTF-8 text; rename it (letters, digits, '-', '_')"
+        if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in p):
+            return "its name holds control characters (shown as \\xNN); rename it (letters, digits, '-', '_')"
+        if "\\" in p:
+            return ("its name holds backslashes, a Windows path kept as a name (a zip made on Windows?): where it "
+                    "belongs is unclear; rename it and put it in its <source>/<entity>/ folder")
+    return None
+
+
+def _only_listed(name: str) -> str | None:
+    """Why a file is only listed, not read (hidden, temporary, system or not a data file); None: look further."""
+    low = name.casefold()
+    suffix = Path(low).suffix
+    if low.startswith(".~lock.") and low.endswith("#"):
+        return "LibreOffice lock file (the file is open in LibreOffice): not read"
+    if low.startswith("._"):
+        return "macOS resource copy ('._' file written on a USB drive or network share): not read"
+    if low == ".ds_store":
+        return "macOS folder settings file: not read"
+    if low.startswith("."):
+        return "hidden file (name starts with '.'): not read; if it holds data, remove the leading '.'"
+    if low.startswith("~$"):
+        return "Office lock or temporary file ('~$', the workbook is open in Excel): not read"
+    if low.endswith("~") or suffix in TEMP_SUFFIXES:
+        return ("temporary, backup or partly downloaded file: not read; the finished export is read once it is "
+                "saved under its own name")
+    if low in SYSTEM_FILES:
+        return "Windows or macOS system file: not read"
+    if suffix in NOT_DATA_SUFFIXES:
+        return "not a data file (documents and images are not read)"
+    return None
+
+
+def _kind_of(mode: int) -> str:
+    return ("named pipe (FIFO)" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
+            else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file")
+
+
+def _count_files(path: Path) -> int:
+    n = 0
+    for _dir, _dirs, names in os.walk(path):
+        n += len(names)
+    return n
+
+
 def discover(inbox: Path) -> list[InboxFile]:
-    """Every file under ``<inbox>/<source>/<entity>/``; anything else under the inbox is reported, not ignored."""
+    """Every entry under the inbox, each either to be read or listed with its reason (never silently left out):
+    files under ``<inbox>/<source>/<entity>/`` are read; hidden, temporary, system and document files are only
+    listed; files elsewhere, of an unsupported type or with a broken name are rejected (the run fails); links
+    leading outside the inbox are not followed, and special files (pipes, sockets) and folders that cannot be
+    listed are refused without being opened. Only agencies.csv, manifest.json and README.md at the inbox root
+    are left out: they are configuration and documentation."""
     inbox = Path(inbox)
+    if not inbox.is_dir():
+        return []
+    root = Path(os.path.realpath(inbox))
     out: list[InboxFile] = []
-    for p in sorted(inbox.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        rel = p.relative_to(inbox).as_posix()
-        parts = p.relative_to(inbox).parts
-        if len(parts) == 1 and p.name in ("agencies.csv", "manifest.json", "README.md"):
-            continue  # configuration and documentation at the inbox root
-        kind = KINDS.get(p.suffix.lower())
-        if len(parts) != 3 or ENTITY_SOURCE.get(parts[1]) != parts[0]:
-            out.append(InboxFile(p, rel, None, None, kind,
-                                 problem="not under <source>/<entity>/ (expected e.g. one_stop/dossiers/ or "
-                                         "dvc_portal/payments/)"))
-            continue
-        if kind is None:
-            out.append(InboxFile(p, rel, parts[0], parts[1], None,
-                                 problem=f"unsupported file type '{p.suffix}' (expected .xlsx, .csv, .json, .jsonl)"))
-            continue
-        out.append(InboxFile(p, rel, parts[0], parts[1], kind))
+
+    def listed(path: Path, parts: tuple[str, ...], status: str, why: str, *, folder: bool = False) -> None:
+        rel = "/".join(shown(p) for p in parts) + ("/" if folder else "")
+        src, ent = (parts[0], parts[1]) if len(parts) >= 2 and ENTITY_SOURCE.get(parts[1]) == parts[0] else (None,
+                                                                                                          None)
+        out.append(InboxFile(path, rel, src, ent, None, problem=why, listed=status))
+
+    def visit(folder: Path, parts: tuple[str, ...]) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            why = ("cannot list this folder: permission denied; ask the operator to fix its permissions"
+                   if isinstance(exc, PermissionError) else f"cannot list this folder: {exc.strerror or exc}")
+            listed(folder, parts, "failed", why, folder=True)
+            return
+        for e in entries:
+            p, ps = Path(e.path), (*parts, e.name)
+            is_link = e.is_symlink()
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if e.name.startswith("."):
+                    listed(p, ps, "skipped", f"hidden folder (name starts with '.'): its {_count_files(p)} "
+                                             f"file(s) are not read", folder=True)
+                else:
+                    visit(p, ps)
+                continue
+            why = _only_listed(e.name)
+            if why is not None and _name_problem(ps) is None:
+                listed(p, ps, "skipped", why)
+                continue
+            if is_link:
+                target = os.path.realpath(p)
+                inside = target == str(root) or target.startswith(str(root) + os.sep)
+                if not os.path.exists(target):
+                    listed(p, ps, "rejected", f"broken link (leads to {shown(os.readlink(p))}, which does not "
+                                              f"exist); replace it with the file itself")
+                    continue
+                if not inside:
+                    listed(p, ps, "rejected", f"link leading outside the inbox (to {shown(target)}): not followed; "
+                                              f"copy the file itself into the inbox")
+                    continue
+                if os.path.isdir(target):
+                    listed(p, ps, "skipped", f"link to the inbox folder {shown(os.path.relpath(target, root))}: "
+                                             f"its files are read there", folder=True)
+                    continue
+            try:
+                st = p.stat()
+            except OSError as exc:
+                listed(p, ps, "failed", f"cannot read its details: {exc.strerror or exc}")
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                listed(p, ps, "rejected", f"not a regular file but a {_kind_of(st.st_mode)}: not opened")
+                continue
+            if len(ps) == 1 and e.name in ROOT_FILES:
+                continue  # configuration and documentation at the inbox root
+            rel = "/".join(shown(x) for x in ps)
+            kind = KINDS.get(Path(e.name).suffix.lower())
+            bad_name = _name_problem(ps)
+            if bad_name:
+                out.append(InboxFile(p, rel, None, None, kind, problem=bad_name))
+            elif len(ps) != 3 or ENTITY_SOURCE.get(ps[1]) != ps[0]:
+                out.append(InboxFile(p, rel, None, None, kind, problem=LAYOUT))
+            elif Path(e.name).suffix.lower() == ".lnk":
+                out.append(InboxFile(p, rel, ps[0], ps[1], None, problem=(
+                    "a Windows shortcut: shortcuts are not followed; copy the file itself into this folder")))
+            elif kind is None:
+                suffix = Path(e.name).suffix
+                out.append(InboxFile(p, rel, ps[0], ps[1], None, problem=(
+                    f"unsupported file type '{suffix}' (expected .xlsx, .csv, .json, .jsonl); save the export in "
+                    f"one of these")))
+            else:
+                out.append(InboxFile(p, rel, ps[0], ps[1], kind))
+
+    visit(inbox, ())
+    out.sort(key=lambda f: f.rel)
     return out
 
 
@@ -114,39 +270,9 @@ _HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-sha256")
 
 
 def load_agencies(path: Path) -> list[dict]:
-    """agencies.csv (sources.md section 4), checked: a broken configuration stops the run with a clear message."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"agencies file not found: {path} (put agencies.csv at the inbox root or set "
-                                f"TTHC_AGENCIES_PATH)")
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in AGENCY_COLUMNS[:6] if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(AGENCY_COLUMNS)}")
-        rows = [{k: (v or "").strip() or None for k, v in r.items()} for r in reader]
-    seen = set()
-    for i, r in enumerate(rows, start=2):
-        code = r.get("agency_code")
-        if not code:
-            raise ValueError(f"{path}, line {i}: agency_code is empty")
-        if code in seen:
-            raise ValueError(f"{path}, line {i}: agency_code {code} is listed twice")
-        seen.add(code)
-        if r.get("level") not in AGENCY_LEVELS:
-            raise ValueError(f"{path}, line {i}, column level: '{r.get('level')}' is not one of "
-                             f"{', '.join(sorted(AGENCY_LEVELS))}")
-        for c in ("valid_from", "valid_to"):
-            if r.get(c):
-                try:
-                    datetime.strptime(r[c], "%Y-%m-%d")
-                except ValueError:
-                    raise ValueError(f"{path}, line {i}, column {c}: '{r[c]}' is not a date YYYY-MM-DD") from None
-    for i, r in enumerate(rows, start=2):
-        for c in ("parent_code", "successor_code"):
-            if r.get(c) and r[c] not in seen:
-                raise ValueError(f"{path}, line {i}, column {c}: {r[c]} is not an agency of this file")
-    return rows
+    """agencies.csv (sources.md section 4) read like any input and checked (``transforms.agencies``); raises
+    ``agency_list.AgenciesError`` with one line per problem (file, line, column, what was expected)."""
+    return agency_list.read_agencies(path)
 
 
 def _with_lineage(batches: Iterable[pa.RecordBatch], batch_id: str, source_file: str, ingested_at: datetime,
@@ -364,14 +490,101 @@ def _still_rejected(out: FileOutcome, rej: dict | None) -> bool:
     return True
 
 
+# reading an input file failed in a way a retry cannot fix: that file's failure, and the night goes on
+_FILE_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.ELOOP,
+                errno.ENAMETOOLONG, errno.ENXIO, errno.ENODEV, errno.EINVAL, errno.EFBIG, errno.EOVERFLOW}
+# trouble of the warehouse or the machine: no file is to blame, the run fails
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
+
+
+def _open_error(path: Path) -> OSError | None:
+    """What opening ``path`` for reading raises now (None: it opens). Non-blocking: a pipe never hangs it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    return None
+
+
+def input_error(exc: BaseException, f: InboxFile) -> str | None:
+    """The operator's sentence when ``exc`` is the input file's own problem that a retry cannot fix (permission
+    denied, the file gone, not something that can be read); None for anything else: transient I/O (the flow's
+    task retries the file) or trouble of the warehouse or the machine, such as a full disk (the run fails)."""
+    if not isinstance(exc, OSError) or exc.errno in MACHINE_ERRNOS:
+        return None
+    if exc.filename is not None:
+        if str(os.fspath(exc.filename)) != str(f.path):
+            return None  # another file: the warehouse's, a temporary one
+    else:  # raised without a name (pyarrow, a thread): the input is to blame only if it cannot be opened now
+        probe = _open_error(f.path)
+        if probe is None:
+            return None
+        exc = probe
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot read file {f.rel}: permission denied; ask the operator to fix its permissions"
+    if exc.errno == errno.ENOENT:
+        return (f"cannot read file {f.rel}: it disappeared while the run was reading it (moved or deleted); it is "
+                f"read at the next run if it is back")
+    if exc.errno in _FILE_ERRNOS:
+        return f"cannot read file {f.rel}: {exc.strerror or exc}; it is tried again at the next run"
+    return None
+
+
+def _listed_only(f: InboxFile, out: FileOutcome, ledger: Ledger, run_id: str) -> FileOutcome:
+    """An entry discovery decided on without opening it: recorded with its reason (a skipped one once, as long
+    as it does not change)."""
+    try:
+        st = os.lstat(f.path)
+        size, mtime_ns = st.st_size, st.st_mtime_ns
+    except OSError:
+        size = mtime_ns = None
+    out.error = f"{f.rel}: {f.problem}"
+    if f.listed == "skipped":
+        before = ledger.skipped_before(f.rel, size, mtime_ns)
+        if before is not None:
+            out.status, out.duplicate_of = "skipped_before", before
+            return out
+    out.status, out.batch_id = f.listed, new_batch_id()
+    ledger.record_batch(out.batch_id, run_id, f.listed, path=f.rel, size_bytes=size, mtime_ns=mtime_ns,
+                        source=f.source, entity=f.entity, file_kind=f.kind, error=out.error)
+    return out
+
+
+def _unreadable(exc: OSError, f: InboxFile, out: FileOutcome, ledger: Ledger, run_id: str, t0: float,
+                batch_id: str | None = None) -> FileOutcome:
+    """The input could not be read before its batch began (``batch_id`` None) or while it was read: its failure
+    is recorded and returned when a retry cannot fix it; anything else is raised again."""
+    why = input_error(exc, f)
+    if why is None:
+        if batch_id is not None:
+            ledger.finish_batch(batch_id, "failed", error=f"{f.rel}: {type(exc).__name__}: {exc}")
+        raise exc
+    out.status, out.error, out.seconds = "failed", why, time.perf_counter() - t0
+    if batch_id is None:
+        out.batch_id = new_batch_id()
+        ledger.record_batch(out.batch_id, run_id, "failed", path=f.rel, source=f.source, entity=f.entity,
+                            file_kind=f.kind, error=why)
+    else:
+        ledger.finish_batch(batch_id, "failed", error=why)
+    return out
+
+
 def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, agency_codes: Iterable[str],
                 pseudonym_key: bytes, batch_rows: int = 500_000) -> FileOutcome:
-    """Ingest one inbox file as one batch. Never raises for bad input: the outcome says what happened."""
+    """Ingest one inbox file as one batch. Never raises for bad input: the outcome says what happened. An input
+    that cannot be read (permission denied, gone) is that file's failure; only transient I/O and trouble of the
+    warehouse or the machine (a full disk) are raised."""
     from transforms.readers import FileRejected, read_file
 
     t0 = time.perf_counter()
     out = FileOutcome(rel=f.rel, status="failed", source=f.source, entity=f.entity, file_kind=f.kind)
-    st = f.path.stat()
+    if f.listed:
+        return _listed_only(f, out, ledger, run_id)
+    try:
+        st = f.path.stat()
+    except OSError as exc:
+        return _unreadable(exc, f, out, ledger, run_id, t0)
     size, mtime_ns = st.st_size, st.st_mtime_ns
     known = ledger.known_file(f.rel, size, mtime_ns)
     if known:  # the very file a batch already took: no need to read it again
@@ -379,6 +592,9 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
         return out
     if _still_rejected(out, ledger.rejection_for(path=f.rel, size=size, mtime_ns=mtime_ns)):
         return out
+    cannot_open = _open_error(f.path)  # (the readers would name it a broken workbook or an encoding problem)
+    if cannot_open is not None:
+        return _unreadable(cannot_open, f, out, ledger, run_id, t0)
     # The same content is ingested once. A copy of a file already taken has that file's size, so a file of a size
     # the ledger knows (or one rejected unread) is hashed before anything else: a renamed copy then costs one read.
     # Any other file cannot be an earlier file's copy: it is hashed on a thread while it is read and staged
@@ -387,7 +603,10 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
     sha: str | None = None
     hashing: Future[str] | None = None
     if f.problem or ledger.size_seen(size):
-        sha = out.sha256 = sha256_file(f.path)
+        try:
+            sha = out.sha256 = sha256_file(f.path)
+        except OSError as exc:
+            return _unreadable(exc, f, out, ledger, run_id, t0)
         prior = ledger.ingested_batch_for(sha)
         if prior:
             out.status, out.duplicate_of = "duplicate", prior
@@ -421,7 +640,10 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
         unless ``hashed`` is false: the file could not be read)."""
         store.remove_batch_files(warehouse, [batch_id])
         if hashed:
-            content_hash()
+            try:
+                content_hash()
+            except OSError:  # the file went or became unreadable meanwhile: recorded without its hash
+                pass
         ledger.finish_batch(batch_id, status, error=error)
 
     try:
@@ -440,17 +662,20 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
         return out
     except Exception as exc:  # an unexpected failure: recorded, files rolled back, other files go on
         out.status, out.error = "failed", f"{f.rel}: {type(exc).__name__}: {exc}"
-        undo("failed", out.error, hashed=not isinstance(exc, OSError))
         if isinstance(exc, OSError):
-            raise  # I/O trouble (disk, network share): the flow's task retries the whole file
+            # the input's own problem is its failure; transient I/O (a network share) is raised for the flow's
+            # task to retry the file, trouble of the warehouse (a full disk) to fail the run
+            store.remove_batch_files(warehouse, [batch_id])
+            return _unreadable(exc, f, out, ledger, run_id, t0, batch_id)
+        undo("failed", out.error)
         out.seconds = time.perf_counter() - t0
         return out
     if hashing is not None:
         try:
             prior = ledger.ingested_batch_for(content_hash())
-        except OSError as exc:  # the file could not be read to the end for its hash: the task retries it
-            undo("failed", f"{f.rel}: {type(exc).__name__}: {exc}", hashed=False)
-            raise
+        except OSError as exc:  # the file could not be read to the end for its hash
+            store.remove_batch_files(warehouse, [batch_id])
+            return _unreadable(exc, f, out, ledger, run_id, t0, batch_id)
         if prior and prior != batch_id:  # the same content got in meanwhile: this batch is undone
             undo("duplicate", f"{f.rel}: same content as batch {prior}")
             out.status, out.duplicate_of, out.batch_id = "duplicate", prior, None
@@ -469,7 +694,7 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
 
 def summarize(outcomes: list[FileOutcome]) -> dict:
     s = {"files": len(outcomes), "staged": 0, "duplicate": 0, "rejected": 0, "rejected_before": 0, "failed": 0,
-         "rows_raw": 0, "rows_staged": 0, "rows_quarantined": 0}
+         "skipped": 0, "skipped_before": 0, "rows_raw": 0, "rows_staged": 0, "rows_quarantined": 0}
     for o in outcomes:
         s[o.status] = s.get(o.status, 0) + 1
         s["rows_raw"] += o.rows_raw

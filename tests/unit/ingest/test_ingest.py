@@ -1,5 +1,6 @@
-"""transforms.ingest without Prefect: agencies.csv checks with plain messages, inbox discovery on odd layouts,
-one file as one batch (rejected, duplicate by content, staged) against a SQLite ledger."""
+"""transforms.ingest without Prefect: inbox discovery on odd layouts, one file as one batch (rejected, duplicate by
+content, staged) against a SQLite ledger. agencies.csv: test_agencies.py; odd entries and unreadable files:
+test_inbox_entries.py."""
 
 from __future__ import annotations
 
@@ -15,90 +16,6 @@ import pytest
 
 from transforms import ingest
 from warehouse.ledger import Ledger
-
-HEADER = "agency_code,agency_name,level,parent_code,valid_from,valid_to,successor_code,legal_basis"
-GOOD = [
-    "H99,Tỉnh Thử,province,,2023-01-01,,,QĐ 1",
-    "H99.1,Huyện Một,district,H99,2023-01-01,2025-06-30,,QĐ 1",
-    "H99.11,Xã Cũ,commune,H99.1,2023-01-01,2025-06-30,H99.20,NQ 2025",
-    "H99.20,Xã Mới,commune,H99,2025-07-01,,,NQ 2025",
-    "H99.S1,Sở Tư pháp,department,H99,2023-01-01,,,QĐ 1",
-]
-
-
-def _agencies(tmp_path, lines, header=HEADER, bom=False):
-    p = tmp_path / "agencies.csv"
-    p.write_text(("\ufeff" if bom else "") + "\n".join([header, *lines]) + "\n", encoding="utf-8")
-    return p
-
-
-# ---------------------------------------------------------------- load_agencies
-def test_good_file_loads_with_blanks_as_none(tmp_path):
-    rows = ingest.load_agencies(_agencies(tmp_path, [GOOD[0], "  H99.1 , Huyện Một ,district,H99,2023-01-01,,,",
-                                                     *GOOD[2:]], bom=True))
-    assert [r["agency_code"] for r in rows] == ["H99", "H99.1", "H99.11", "H99.20", "H99.S1"]
-    assert rows[0]["parent_code"] is None and rows[0]["valid_to"] is None
-    assert rows[1]["agency_name"] == "Huyện Một" and rows[1]["legal_basis"] is None
-    assert rows[2]["successor_code"] == "H99.20"
-
-
-def test_generated_agencies_file_loads(tmp_path):
-    from tthc.sample import generate_inbox
-
-    generate_inbox(tmp_path / "in", seed=3, scale=0.02)
-    path = tmp_path / "in" / "agencies.csv"
-    rows = ingest.load_agencies(path)
-    n_lines = len(path.read_text(encoding="utf-8").strip().splitlines()) - 1
-    assert len(rows) == n_lines > 0
-    assert {r["level"] for r in rows} <= ingest.AGENCY_LEVELS
-
-
-def test_missing_file_says_where_to_put_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="TTHC_AGENCIES_PATH"):
-        ingest.load_agencies(tmp_path / "nope.csv")
-
-
-def test_missing_columns_are_named(tmp_path):
-    header = "agency_code,agency_name,parent_code,valid_from,successor_code,legal_basis"
-    p = _agencies(tmp_path, ["H99,Tỉnh,,2023-01-01,,"], header=header)
-    with pytest.raises(ValueError) as e:
-        ingest.load_agencies(p)
-    msg = str(e.value)
-    assert str(p) in msg and "missing column(s) level, valid_to" in msg
-
-
-def test_optional_columns_may_be_absent(tmp_path):
-    p = _agencies(tmp_path, ["H99,Tỉnh,province,,2023-01-01,"],
-                  header="agency_code,agency_name,level,parent_code,valid_from,valid_to")
-    assert ingest.load_agencies(p)[0]["agency_code"] == "H99"
-
-
-@pytest.mark.parametrize("lines,pattern", [
-    ([*GOOD, "H99.1,Huyện Một lặp,district,H99,2023-01-01,,,"], r"line 7: agency_code H99\.1 is listed twice"),
-    ([GOOD[0], ",Không mã,commune,H99,2023-01-01,,,"], r"line 3: agency_code is empty"),
-    ([GOOD[0], "H99.9,Xã,village,H99,2023-01-01,,,"],
-     r"line 3, column level: 'village' is not one of commune, department, district, province"),
-    ([GOOD[0], "H99.9,Xã,,H99,2023-01-01,,,"], r"line 3, column level: .* is not one of"),
-    ([GOOD[0], "H99.9,Xã,commune,H99,2025-02-30,,,"],
-     r"line 3, column valid_from: '2025-02-30' is not a date YYYY-MM-DD"),
-    ([GOOD[0], "H99.9,Xã,commune,H99,2023-01-01,30/06/2025,,"],
-     r"line 3, column valid_to: '30/06/2025' is not a date YYYY-MM-DD"),
-    ([GOOD[0], "H99.9,Xã,commune,H98,2023-01-01,,,"], r"line 3, column parent_code: H98 is not an agency of this file"),
-    ([*GOOD[:2], "H99.11,Xã Cũ,commune,H99.1,2023-01-01,2025-06-30,H99.77,NQ"],
-     r"line 4, column successor_code: H99\.77 is not an agency of this file"),
-])
-def test_broken_rows_stop_with_file_line_and_column(tmp_path, lines, pattern):
-    p = _agencies(tmp_path, lines)
-    with pytest.raises(ValueError) as e:
-        ingest.load_agencies(p)
-    assert str(p) in str(e.value)
-    assert re.search(pattern, str(e.value)), str(e.value)
-
-
-def test_parent_may_be_listed_after_its_children(tmp_path):
-    rows = ingest.load_agencies(_agencies(tmp_path, [GOOD[1], GOOD[0]]))
-    assert [r["agency_code"] for r in rows] == ["H99.1", "H99"]
-
 
 # ---------------------------------------------------------------- discover
 def _touch(root, rel, data=b"x"):
@@ -120,23 +37,26 @@ def test_discover_on_odd_layouts(tmp_path):
         "one_stop/dossiers/old.xls": "unsupported file type '.xls'",
         "dvc_portal/ratings/readme": "unsupported file type ''",
     }
-    skipped = ["agencies.csv", "manifest.json", "README.md", "one_stop/dossiers/.~lock.a.csv#",
-               "dvc_portal/payments/.partial.jsonl"]
-    for rel in good + list(odd) + skipped:
+    only_listed = {"one_stop/dossiers/.~lock.a.csv#": "LibreOffice lock file",
+                   "dvc_portal/payments/.partial.jsonl": "hidden file (name starts with '.')"}
+    config = ["agencies.csv", "manifest.json", "README.md"]
+    for rel in good + list(odd) + list(only_listed) + config:
         _touch(tmp_path, rel)
     (tmp_path / "dvc_portal" / "procedures").mkdir(parents=True)  # an empty folder is nothing
     found = ingest.discover(tmp_path)
     by_rel = {f.rel: f for f in found}
-    assert set(by_rel) == set(good) | set(odd)
+    assert set(by_rel) == set(good) | set(odd) | set(only_listed)  # only the root's configuration is left out
     assert [f.rel for f in found] == sorted(by_rel)  # a stable order
     for rel in good:
         f = by_rel[rel]
-        assert f.problem is None and f.path == tmp_path / rel
+        assert f.problem is None and f.listed is None and f.path == tmp_path / rel
         assert (f.source, f.entity) == tuple(rel.split("/")[:2])
     assert by_rel["one_stop/dossiers/B.XLSX"].kind == "xlsx"
     assert by_rel["dvc_portal/payments/p.jsonl"].kind == "jsonl"
     for rel, why in odd.items():
-        assert why in by_rel[rel].problem, (rel, by_rel[rel].problem)
+        assert why in by_rel[rel].problem and by_rel[rel].listed is None, (rel, by_rel[rel].problem)
+    for rel, why in only_listed.items():
+        assert why in by_rel[rel].problem and by_rel[rel].listed == "skipped", (rel, by_rel[rel].problem)
     assert by_rel["one_stop/dossiers/old.xls"].source == "one_stop"  # the folder is right, only the type is not
     assert by_rel["other_system/things/x.csv"].source is None
 
