@@ -87,21 +87,26 @@ def validate_sample(table: str, batch_id: str, suite: dict, df) -> dict[str, dic
 
 
 def build_data_docs(warehouse: Path) -> Path | None:
-    """Render Data Docs for every checkpoint this process ran into ``<warehouse>/_reports/data_docs``."""
-    if "ctx" not in _state:
+    """Render Data Docs for the checkpoints this process ran, into a scratch site that ``data_docs.keep`` merges
+    into ``<warehouse>/_reports/data_docs`` (earlier runs' pages kept, every page offline)."""
+    import tempfile
+
+    from transforms.quality import data_docs
+
+    if "ctx" not in _state or not _state["results"]:
         return None
     st = _state
     base = Path(warehouse) / "_reports" / "data_docs"
-    base.mkdir(parents=True, exist_ok=True)
-    site = f"{SITE}_{abs(hash(str(base.resolve()))) % 10**8}"
-    with _lock:
-        if site not in st["sites"]:
-            st["ctx"].add_data_docs_site(site_name=site, site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(base)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            })
-            st["sites"].add(site)
-        st["ctx"].build_data_docs(site_names=[site])
-    index = base / "index.html"
-    return index if index.exists() else base
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with _lock, tempfile.TemporaryDirectory(prefix=".data_docs.", dir=base.parent) as scratch:
+        site = f"{SITE}_{uuid.uuid4().hex[:8]}"
+        st["ctx"].add_data_docs_site(site_name=site, site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": scratch},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
+        try:
+            st["ctx"].build_data_docs(site_names=[site])
+        finally:
+            st["ctx"].delete_data_docs_site(site)
+        return data_docs.keep(Path(scratch), base)
