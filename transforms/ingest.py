@@ -730,15 +730,36 @@ def held_batches(warehouse: Path) -> list[Path]:
     return sorted(root.glob("stg_*/*.parquet")) if root.is_dir() else []
 
 
+class ReleaseRefused(RuntimeError):
+    """A held batch whose row rules cannot be applied stays held (its rows would reach core unchecked)."""
+
+
 def release_batch(warehouse: Path, ledger: Ledger, batch_id: str, reason: str) -> Path:
-    """An operator's decision that a held batch is right after all: its staged file goes back to staging, the
-    ledger records who-knows-why as ``reason``, and the next run takes it into core and marts."""
+    """An operator's decision that a held batch is right after all: its clean rows go back to staging, the ledger
+    records who-knows-why as ``reason``, and the next run takes them into core and marts.
+
+    The row rules are applied again first: a row breaking a critical one is set aside to the batch's quarantine
+    (the gate already did so before holding; a batch held before it did, or one whose checks crashed, is cleaned
+    here), so a release never brings a bad row into core. When they cannot be applied, the batch stays held
+    (``ReleaseRefused``)."""
+    from transforms.quality import setaside
+    from transforms.quality.gate import _machine_trouble
+
     matches = [p for p in held_batches(warehouse) if p.stem == batch_id]
     if not matches:
         raise FileNotFoundError(f"batch {batch_id} is not held in {Path(warehouse) / HELD_DIR}")
     src = matches[0]
+    try:
+        moved = setaside.apply_row_rules(warehouse, src.parent.name, batch_id, src)
+    except Exception as exc:
+        if _machine_trouble(exc):
+            raise
+        raise ReleaseRefused(f"batch {batch_id} stays held: its rows cannot be checked again before release "
+                             f"({type(exc).__name__}: {exc})") from exc
     dst = store.table_dir(warehouse, src.parent.name) / src.name
     dst.parent.mkdir(parents=True, exist_ok=True)
     src.replace(dst)
-    ledger.finish_batch(batch_id, "passed", error=f"released by an operator after the quality gate held it: {reason}")
+    aside = f"; {moved.moved:,} rows breaking a rule set aside at release" if moved.moved else ""
+    ledger.finish_batch(batch_id, "passed", rows_staged=moved.rows_staged, rows_quarantined=moved.rows_quarantined,
+                        error=f"released by an operator after the quality gate held it: {reason}{aside}")
     return dst

@@ -14,7 +14,9 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from transforms.quality import history, rules
+import pyarrow.parquet as pq
+
+from transforms.quality import history, rules, setaside
 from transforms.quality.model import CheckResult, GateResult
 from warehouse.store import table_dir
 
@@ -119,13 +121,21 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
     t0 = time.perf_counter()
     try:
         raw, profile = rules.evaluate(con, path, table, warehouse, id_column)
-        source_file = None
-        if "_source_file" in profile["types"]:
-            source_file = con.execute(f"SELECT any_value(_source_file) FROM read_parquet({rules.lit(str(path))})"
-                                      ).fetchone()[0]
+        source_file = _source_file(con, [path, *setaside.paths(warehouse, table, batch_id)])
         fname = Path(source_file).name if source_file else batch_id
         label = f"{table}, file {fname}"
-        results = [check_result(r, table, fname) for r in raw]
+        # rows breaking a failed critical row rule leave the batch (to its quarantine) before any verdict
+        moved, final, no_raw = setaside.SetAside(), raw, None
+        failures = setaside.critical_row_failures(raw)
+        if failures:
+            try:
+                moved = setaside.set_aside(con, warehouse, table, batch_id, path, failures)
+            except setaside.RawRowsMissing as exc:
+                no_raw = str(exc)
+            if moved.moved:
+                final, profile = rules.evaluate(con, path, table, warehouse, id_column)
+        results = _rule_results(raw, final, moved, no_raw, table, fname, label)
+        results.append(quarantined_share(con, warehouse, table, batch_id, path, meta, fname, profile["rows"]))
         # history
         # updated_at later than the day after as_of does not count as fresh data (history.freshness)
         idx = history.batch_index(con, warehouse, table, newest_before=datetime.combine(day + timedelta(days=2),
@@ -143,23 +153,132 @@ def check_batch(warehouse: Path, table: str, batch_id: str, *, ledger=None, run_
             results += history.freshness(table, idx, batch_id, day, th, label)
         results += history.volume(con, table, path, earlier, profile, th, label, _validity(settings))
         t1 = time.perf_counter()
-        # GX checkpoint on a narrow bounded sample
+        # GX checkpoint on a narrow bounded sample of the batch as it now is (rows set aside are gone)
         gx_seconds = 0.0
         n_sample = getattr(settings, "dq_gx_sample_rows", None)
         n_sample = 5_000 if n_sample is None else int(n_sample)
         if n_sample > 0 and profile["rows"] > 0:
-            failed = [r for r in raw if not r["success"]]
+            failed = [r for r in final if not r["success"]]
             gx_runner, df = _gx_sample(con, path, suite, profile["types"], failed, id_column, n_sample)
-            gx_seconds = attach_gx(gx_runner, df, table, batch_id, suite, results)
+            gx_seconds = attach_gx(gx_runner, df, table, batch_id, suite,
+                                   [r for r in results if "set_aside" not in r.observed])
     finally:
         con.close()
     for cr in results:
         cr.table, cr.batch_id, cr.source_file = table, batch_id, fname
     gr = GateResult(table=table, batch_id=batch_id, source_file=fname, rows=profile["rows"], results=results,
-                    gx_seconds=gx_seconds, duckdb_seconds=t1 - t0)
+                    gx_seconds=gx_seconds, duckdb_seconds=t1 - t0, set_aside=moved.as_dict())
     if ledger is not None:
         ledger.record_dq(ledger_rows(gr, meta, run_id))
+        record_counts(ledger, warehouse, gr)
     return gr
+
+
+def _source_file(con, paths: list[Path]) -> str | None:
+    """The batch's file as the inbox named it: from the staged rows, else (every row set aside) the raw ones."""
+    for p in paths:
+        if p.exists() and "_source_file" in pq.read_schema(p).names:
+            found = con.execute(f"SELECT any_value(_source_file) FROM read_parquet({rules.lit(str(p))})").fetchone()[0]
+            if found:
+                return found
+    return None
+
+
+def _rule_results(raw: list[dict], final: list[dict], moved: setaside.SetAside, no_raw: str | None, table: str,
+                  fname: str, label: str) -> list[CheckResult]:
+    """The suite's results on the batch as it is now; a rule whose breaking rows were set aside is reported as a
+    warning with what it found on the batch as it came (the rows, the column, examples)."""
+    after = {r["exp"]["meta"]["rule"]: r for r in final}
+    out = []
+    for r in raw:
+        rule = r["exp"]["meta"]["rule"]
+        n = moved.by_rule.get(rule, 0)
+        if not n:
+            cr = check_result(after.get(rule, r), table, fname)
+            if no_raw and r in setaside.critical_row_failures(raw):
+                cr.message += f"; {no_raw}: the batch is held"
+            out.append(cr)
+            continue
+        cr = check_result(r, table, fname)
+        col = setaside._column(r["exp"])
+        what = ("the earlier rows of each repeated version (the later row of the file is kept), rule "
+                f"{setaside.DUPLICATE_RULE}" if "unique_sql" in r else f"rule {rule}")
+        ex = f"; e.g. {', '.join(r['examples'][:3])}" if r["examples"] else ""
+        cr.severity, cr.observed = "warning", {**cr.observed, "set_aside": n}
+        cr.message = (f"{label}: {n:,} rows set aside (quarantined): {what}, column {col}; it failed on "
+                      f"{r['unexpected_count']:,} of {r['element_count']:,} rows{ex}; the other rows are used")
+        out.append(cr)
+    return out
+
+
+# rules whose quarantined values may be quoted in messages (codes, yes/no, dates, numbers, agency codes); never
+# free text, where a name or a phone number pasted into the wrong column would land
+QUOTABLE = ("unknown_code", "invalid_bool", "invalid_date", "invalid_number", "out_of_range", "unknown_agency",
+            "code_in_list:", "min:", "date_order:", setaside.DUPLICATE_RULE)
+
+
+def _quotable(rule: str, value) -> bool:
+    import re
+
+    return (value is not None and rule.startswith(QUOTABLE) and len(str(value)) <= 20
+            and re.search(r"\d{7,}", str(value)) is None)
+
+
+def quarantined_share(con, warehouse: Path, table: str, batch_id: str, staged: Path, meta: dict, fname: str,
+                      rows_staged: int) -> CheckResult:
+    """The file verdict on the rows set aside (by staging and by the gate): critical above the contract's
+    ``max_quarantined_share`` of the file's rows (and more than ``quarantine_allowance_rows`` rows), or when every
+    row of a non-empty file was set aside; a warning naming rules, columns and counts when some were."""
+    raw_n, _stg, _q = setaside.file_counts(warehouse, table, batch_id, staged)
+    q_path = setaside.paths(warehouse, table, batch_id)[1]
+    groups = []
+    if q_path.exists():
+        groups = con.execute(f"SELECT _rule, _column, count(*) AS n, list_sort(list_distinct(list(_value)))[1:6] "
+                             f"FROM read_parquet({rules.lit(str(q_path))}) GROUP BY 1, 2 ORDER BY n DESC, 1, 2"
+                             ).fetchall()
+    q = sum(g[2] for g in groups)
+    rows = raw_n if raw_n is not None else rows_staged + q
+    share = q / rows if rows else 0.0
+    limit = float(meta.get("max_quarantined_share", 0.05))
+    allowance = int(meta.get("quarantine_allowance_rows", 0))
+    every = rows > 0 and rows_staged == 0 and q > 0
+    held = every or (q > allowance and share > limit)
+    parts = []
+    for rule, col, n, values in groups[:4]:
+        vals = [str(v) for v in values or [] if _quotable(rule, v)][:3]
+        parts.append(f"{rule} {n:,} (column {col}" + (f", values {', '.join(vals)}" if vals else "") + ")")
+    if len(groups) > 4:
+        parts.append(f"and {len(groups) - 4} more rule(s)")
+    what = meta.get("entity", table).replace("_", " ")
+    head = f"file {fname}: {q:,} of {rows:,} rows ({100 * share:.1f}%) set aside: {', '.join(parts)}"
+    if every:
+        msg = (f"file {fname}: every row ({rows:,}) set aside: {', '.join(parts)}; nothing of this file can be used: "
+               f"ask the unit to check the export")
+    elif held:
+        msg = f"{head}; above the {limit:.0%} allowed for {what}: ask the unit to check the export"
+    elif q:
+        msg = (f"{head}; within the {limit:.0%} allowed for {what}, the other rows are used: ask the unit to correct "
+               f"these rows in its next export")
+    else:
+        msg = f"file {fname}: no row set aside"
+    return CheckResult(
+        name="quarantined_share", severity="critical" if held or not q else "warning", success=q == 0,
+        unexpected_count=q, element_count=rows, unexpected_percent=round(100 * share, 4),
+        examples=[f"{rule} {n:,} ({col})" for rule, col, n, _v in groups[:5]], message=msg, kind="batch_rule",
+        expectation_type="batch:quarantined_share",
+        observed={"rows_raw": rows, "rows_staged": rows_staged, "rows_quarantined": q, "share": share,
+                  "max_quarantined_share": limit, "quarantine_allowance_rows": allowance, "every_row": every,
+                  "rules": [{"rule": r, "column": c, "rows": n} for r, c, n, _v in groups]})
+
+
+def record_counts(ledger, warehouse: Path, gr: GateResult) -> None:
+    """The ledger batch's staged and quarantined rows as the files now hold them (the gate may have moved rows;
+    raw = staged + quarantined still holds)."""
+    path = table_dir(warehouse, gr.table) / f"{gr.batch_id}.parquet"
+    if not path.exists():
+        return
+    _raw, staged, quarantined = setaside.file_counts(warehouse, gr.table, gr.batch_id, path)
+    ledger.update_batch(gr.batch_id, rows_staged=staged, rows_quarantined=quarantined)
 
 
 def gate_batch(warehouse: Path, source: str, entity: str, batch_id: str, *, ledger, run_id: str | None,
@@ -178,6 +297,7 @@ def gate_batch(warehouse: Path, source: str, entity: str, batch_id: str, *, ledg
             raise
         g = crashed(table, batch_id, exc)
     ledger.record_dq(ledger_rows(g, {"source": source, "entity": entity}, run_id))
+    record_counts(ledger, warehouse, g)
     return g
 
 

@@ -37,6 +37,7 @@ class GateResult:
     results: list[CheckResult]
     gx_seconds: float = 0.0
     duckdb_seconds: float = 0.0
+    set_aside: dict[str, Any] = field(default_factory=dict)  # rows the gate moved to quarantine (setaside.SetAside)
 
     @property
     def criticals(self) -> list[CheckResult]:
@@ -59,4 +60,5 @@ class GateResult:
 
     def to_dict(self) -> dict:
         return {"table": self.table, "batch_id": self.batch_id, "source_file": self.source_file,
-                "rows": self.rows, "passed": self.passed, "results": [r.to_dict() for r in self.results]}
+                "rows": self.rows, "passed": self.passed, "set_aside": dict(self.set_aside),
+                "results": [r.to_dict() for r in self.results]}

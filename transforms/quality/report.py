@@ -24,6 +24,10 @@ RULE_VI = {
     "unique_key": "Trùng khóa", "rate_in_0_1": "Tỷ lệ ngoài khoảng [0, 1]",
     "at_most": "Tử số lớn hơn mẫu số / điểm vượt điểm tối đa", "identity": "Sai đẳng thức kiểm tra",
     "agency_known": "Mã đơn vị không có trong danh mục đơn vị",
+    # rows set aside (quarantined) by staging or by the gate, and the file verdict on them
+    "quarantined_share": "Dòng bị cách ly trong tệp (vượt ngưỡng thì giữ cả tệp)",
+    "duplicate_version": "Trùng phiên bản trong cùng tệp (giữ dòng sau)",
+    "control_character": "Ký tự điều khiển trong giá trị", "gate_error": "Không kiểm tra được lô",
 }
 SEV_VI = {"critical": "Nghiêm trọng (chặn lô)", "warning": "Cảnh báo"}
 TITLE = "Báo cáo chất lượng dữ liệu"

@@ -150,11 +150,13 @@ def evaluate_suite(con, source: Source, suite: dict, warehouse: Path | None,
             out.append(_res(exp, ok, 0 if ok else 1, 1, [], {"present": ok}))
             continue
         if t == "unexpected_rows_expectation":
-            cond = exp["meta"]["where"]
-            needed = set(re.findall(r"[a-z_][a-z0-9_]*", cond)) & {c["name"] for c in suite["meta"]["columns"]}
+            # meta.where: the rows that break it; meta.domain (default every row): the rows it looks at
+            cond, dom = exp["meta"]["where"], exp["meta"].get("domain", "TRUE")
+            needed = set(re.findall(r"[a-z_][a-z0-9_]*", f"{dom} {cond}")) & {c["name"] for c in
+                                                                               suite["meta"]["columns"]}
             if needed - set(types) or needed & bad_type:
                 continue   # reported by column_present / column_type
-            pending.append((exp, "TRUE", cond.replace("{batch}", src)))
+            pending.append((exp, dom, cond.replace("{batch}", src)))
             continue
         cols = expectation_columns(exp)
         if any(c not in types for c in cols):
@@ -208,12 +210,14 @@ def evaluate_suite(con, source: Source, suite: dict, warehouse: Path | None,
                               f"GROUP BY {kc} HAVING count(*) > 1)").fetchall()[0]
             ex = examples(f"({kc}) IN (SELECT ({kc}) FROM {src} GROUP BY {kc} HAVING count(*) > 1)") if dup[0] else []
             out.append(_res(exp, dup[0] == 0, int(dup[0]), n, ex, {"duplicate_keys": int(dup[1])}))
+            out[-1]["unique_sql"] = kc
         else:
             d, u = row[f"d{i}"], row[f"u{i}"]
-            mostly = k.get("mostly", 1.0)
+            mostly = k.get("mostly", exp["meta"].get("mostly", 1.0))
             ok = u == 0 if mostly >= 1 else (d == 0 or (d - u) / d >= mostly)
             ex = examples(f"({dom}) AND ({bad})") if u else []
             out.append(_res(exp, ok, int(u), int(d), ex, {"mostly": mostly} if mostly < 1 else {}))
+            out[-1]["bad_sql"] = f"({dom}) AND ({bad})"   # the very rows counted: what the gate sets aside
     return out, row
 
 

@@ -17,10 +17,13 @@ def batch_id_for(ingested: datetime, n: int) -> str:
 def write_dossier_batch(warehouse: Path, rows: int, *, end: date, days: int = 1, agencies: int = 5,
                         ingested: datetime | None = None, fmt: str = "flat_export", seed: int = 1,
                         drop_columns: tuple[str, ...] = (), overrides: dict[str, str] | None = None,
-                        source_file: str | None = None, agency_weights: dict[int, float] | None = None) -> str:
+                        source_file: str | None = None, agency_weights: dict[int, float] | None = None,
+                        raw: bool = True) -> str:
     """Write ``rows`` valid staged dossiers updated over ``days`` days ending ``end``; return the batch id.
 
-    ``overrides`` replaces a column's SQL expression (``i`` is the row ordinal) to craft a bad batch."""
+    ``overrides`` replaces a column's SQL expression (``i`` is the row ordinal) to craft a bad batch. With ``raw``
+    the batch's raw file is written too (the staged values as text, the lineage), as ingest leaves it: the gate
+    takes the raw text of the rows it sets aside from there."""
     import duckdb
 
     ingested = ingested or datetime.combine(end + timedelta(days=1), datetime.min.time()).replace(hour=1)
@@ -71,6 +74,29 @@ def write_dossier_batch(warehouse: Path, rows: int, *, end: date, days: int = 1,
                        FROM range({rows}) t(i)),
                  c AS (SELECT *, upd - to_seconds((3600 * 24 * (hash(i, 12) % 20))::BIGINT) AS rec FROM b)
             SELECT {cols} FROM c ORDER BY i) TO '{out}' (FORMAT parquet, COMPRESSION zstd)""")
+        if raw:
+            _write_raw(con, warehouse, out, bid)
     finally:
         con.close()
     return bid
+
+
+def _write_raw(con, warehouse: Path, staged: Path, bid: str) -> None:
+    """The raw file of a synthetic staged batch: every raw column as text (null where staging has no such
+    column), ``_extra`` and the lineage, the staged rows in order."""
+    import pyarrow.parquet as pq
+
+    from transforms.staging import raw_columns
+
+    have = {f.name for f in pq.read_schema(staged)}
+    cols = [f'CAST("{c}" AS VARCHAR) AS "{c}"' if c in have else f'CAST(NULL AS VARCHAR) AS "{c}"'
+            for c in raw_columns("dossiers")]
+    lineage = ['CAST(NULL AS VARCHAR) AS "_extra"'] + [
+        f'"{c}"' if c in have else f'CAST(NULL AS VARCHAR) AS "{c}"'
+        for c in ("_batch_id", "_source_file", "_source_row")] + [
+        '"_source_row" + 1 AS "_source_line"' if "_source_row" in have else 'CAST(NULL AS BIGINT) AS "_source_line"'
+    ] + [f'"{c}"' if c in have else f'CAST(NULL AS VARCHAR) AS "{c}"' for c in ("_ingested_at", "_format")]
+    d = table_dir(warehouse, "raw_one_stop__dossiers")
+    d.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY (SELECT {', '.join(cols + lineage)} FROM read_parquet('{staged}')) "
+                f"TO '{d / f'{bid}.parquet'}' (FORMAT parquet)")

@@ -206,7 +206,7 @@ def release(
         ledger = Ledger(s.resolved_ledger_url)
         try:
             dst = ingest.release_batch(s.warehouse, ledger, batch_id, reason)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ingest.ReleaseRefused) as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from None
         finally:

@@ -62,15 +62,22 @@ def test_type_change_is_drift(tmp_path):
 
 
 def test_date_order_broken(tmp_path):
-    # finished before received in every 10th row (10% > the 1% the rule tolerates)
+    # finished before received in every 10th row (10% > the 1% the rule tolerates): those rows are set aside, and
+    # 10% of the file set aside holds it
     b = write_dossier_batch(tmp_path, 1000, end=AS_OF, overrides={
         "finished_at": "CASE WHEN i % 10 = 0 THEN rec - INTERVAL 2 DAY END"})
     g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
-    r = _failed(g)["date_order:finished_at>=received_at"]
-    assert not g.passed and r.severity == "critical"
+    f = _failed(g)
+    r = f["date_order:finished_at>=received_at"]
+    assert r.severity == "warning" and r.observed["set_aside"] == 100
     assert r.unexpected_count == 100 and r.element_count == 100
     assert r.examples and r.examples[0].endswith("(row 1)")
     assert "finished_at>=received_at" in r.message and "100" in r.message and "export_" in r.message
+    assert not g.passed and [c.name for c in g.criticals] == ["quarantined_share"]
+    assert g.rows == 900 and g.set_aside["rows_quarantined"] == 100
+    q = duckdb.sql(f"SELECT _rule, _column, count(*) FROM '{tmp_path}/quarantine_one_stop__dossiers/{b}.parquet' "
+                   "GROUP BY ALL").fetchall()
+    assert q == [("date_order:finished_at>=received_at", "Ngày kết thúc xử lý", 100)]
 
 
 def test_date_order_few_rows_tolerated(tmp_path):
@@ -90,7 +97,12 @@ def test_unknown_codes_and_null_keys(tmp_path):
     assert f["code_in_list:status"].unexpected_count == 7
     assert f["not_null:dossier_id"].unexpected_count == 1
     assert f["not_null:dossier_id"].examples == ["(empty id) (row 4)"]
-    assert not g.passed
+    # 7 of 500 rows (1.4%) set aside, each once, under the first rule it breaks (row 4 breaks both); the rest of
+    # the file passes
+    assert g.passed and g.rows == 493 and g.set_aside["by_rule"] == {"not_null:dossier_id": 1,
+                                                                      "code_in_list:status": 6}
+    share = f["quarantined_share"]
+    assert share.severity == "warning" and (share.unexpected_count, share.element_count) == (7, 500)
 
 
 def test_duplicate_versions(tmp_path):
@@ -99,6 +111,11 @@ def test_duplicate_versions(tmp_path):
     g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
     r = _failed(g)["unique_version:dossier_id+updated_at"]
     assert r.unexpected_count == 100 and r.observed["duplicate_keys"] == 50
+    # the earlier row of each pair is set aside (50 of 200: the file is held), the later one kept
+    assert r.observed["set_aside"] == 50 and not g.passed
+    kept = duckdb.sql(f"SELECT min(_source_row), count(*) FROM '{tmp_path}/stg_one_stop__dossiers/{b}.parquet'"
+                      ).fetchall()
+    assert kept == [(51, 150)]
 
 
 def test_received_at_required_unless_status_1_or_3(tmp_path):
@@ -179,14 +196,24 @@ def test_results_go_to_the_ledger(tmp_path):
 def test_gx_checkpoint_agrees_with_duckdb(tmp_path):
     b = write_dossier_batch(tmp_path, 3000, end=AS_OF, overrides={
         "status": "CASE WHEN i % 100 = 0 THEN 12 ELSE 4 END::BIGINT"})
+    # without its raw file the 30 bad rows cannot be set aside: GX sees them on the sample, as DuckDB counted
     g = check_batch(tmp_path, DOSSIERS, b, settings=SimpleNamespace(dq_gx_sample_rows=500), as_of=AS_OF)
-    checked = [r for r in g.results if "gx_sample" in r.observed]
-    assert len(checked) > 20
-    for r in checked:
-        gx = r.observed["gx_sample"]
-        assert gx["exception"] is None, (r.name, gx)
-        assert gx["success"] == r.success, (r.name, gx, r.success)
-    assert _failed(g)["code_in_list:status"].observed["gx_sample"]["unexpected_count"] == 30
+    (tmp_path / "raw_one_stop__dossiers" / f"{b}.parquet").unlink()
+    kept = check_batch(tmp_path / "kept", DOSSIERS, write_dossier_batch(
+        tmp_path / "kept", 3000, end=AS_OF, raw=False, overrides={
+            "status": "CASE WHEN i % 100 = 0 THEN 12 ELSE 4 END::BIGINT"}),
+        settings=SimpleNamespace(dq_gx_sample_rows=500), as_of=AS_OF)
+    for gate_result in (g, kept):
+        checked = [r for r in gate_result.results if "gx_sample" in r.observed]
+        assert len(checked) > 20
+        for r in checked:
+            gx = r.observed["gx_sample"]
+            assert gx["exception"] is None, (r.name, gx)
+            assert gx["success"] == r.success, (r.name, gx, r.success)
+    # set aside: GX checked the batch as it now is (clean), the rule reports what left it
+    assert "gx_sample" not in _failed(g)["code_in_list:status"].observed and g.passed
+    assert _failed(kept)["code_in_list:status"].observed["gx_sample"]["unexpected_count"] == 30
+    assert "raw file" in _failed(kept)["code_in_list:status"].message and not kept.passed
 
 
 def test_volume_ignores_an_agency_not_valid_in_the_batch_window(tmp_path):
@@ -262,6 +289,9 @@ class _Ledger:
         if self.fail:
             raise RuntimeError("database is locked")
         self.rows += rows
+
+    def update_batch(self, batch_id, **values):
+        self.counts = values
 
 
 def test_gate_batch_records_the_verdict_holds_a_crash_and_raises_machine_trouble(tmp_path, monkeypatch):
