@@ -118,10 +118,8 @@ if step == "floor":
 elif step == "build":
     from transforms.core import build_core
     from transforms.marts import build_marts
-    from transforms.plan import file_digest, write_meta
     core = build_core(wh, agencies)
-    marts = build_marts(wh, date.fromisoformat({as_of!r}))
-    write_meta(wh, date.fromisoformat({as_of!r}), file_digest(agencies))
+    marts = build_marts(wh, date.fromisoformat({as_of!r}))  # published with what they were built from
     rows = core["core_dossiers"]
 else:  # incremental: what flows.nightly.build_task does on a night with one new dossier batch
     from transforms import core, marts, plan
@@ -131,7 +129,6 @@ else:  # incremental: what flows.nightly.build_task does on a night with one new
     p = p.after_core(up)
     periods = p.periods(as_of)
     marts.build_marts(wh, as_of, periods=periods)
-    plan.write_meta(wh, as_of, plan.file_digest(agencies))
     rows = up.touched.get("core_dossiers", 0)
     print(f"incremental: plan {{p.mode}} from {{p.first_date}}, {{len(periods) if periods is not None else 'all'}} "
           f"period labels; core {{up.reason}}", file=sys.stderr)

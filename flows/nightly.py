@@ -97,7 +97,11 @@ def build_task(warehouse: Path, settings: Settings, as_of: date, new_batches: li
     log = get_run_logger()
     agencies = settings.resolved_agencies_path
     digest = plan.file_digest(agencies)
-    p = plan.plan_rebuild(warehouse, new_batches, as_of, agencies_digest=digest, full_rebuild=full_rebuild)
+    # judged against what the published marts were built from: a run killed after core and before the marts
+    # were published left them behind core, and this run rebuilds them
+    p = plan.plan_rebuild(warehouse, new_batches, as_of, agencies_digest=digest, full_rebuild=full_rebuild,
+                          targets_csv=settings.resolved_targets_path,
+                          extra_days_off=settings.resolved_extra_days_off_path)
     if p.mode == "skip":
         log.info("core and marts unchanged: %s", p.reason)
         return {"rebuild": "skip", "reason": p.reason}
@@ -105,7 +109,7 @@ def build_task(warehouse: Path, settings: Settings, as_of: date, new_batches: li
     ledger = Ledger(settings.resolved_ledger_url)
     try:
         with validation(_contract_checks(warehouse, settings, run_id, ledger)):
-            return _build(warehouse, settings, as_of, p, digest, agencies, log)
+            return _build(warehouse, settings, as_of, p, agencies, log)
     except ContractViolation as exc:  # that table and the marts were not published; the previous ones stay
         log.error("%s", exc)
         return {"rebuild": "failed", "reason": str(exc), "contract_violation": str(exc)}
@@ -127,19 +131,21 @@ def _contract_checks(warehouse: Path, settings: Settings, run_id: str | None, le
     return factory
 
 
-def _build(warehouse: Path, settings: Settings, as_of: date, p, digest, agencies, log) -> dict:
-    from transforms import core, marts, plan
+def _build(warehouse: Path, settings: Settings, as_of: date, p, agencies, log) -> dict:
+    from transforms import core, marts
+    from warehouse.store import crash_point
 
-    if p.mode == "full":
+    if p.mode == "full" and p.core_full:
         core_rows = core.build_core(warehouse, agencies, extra_days_off=settings.resolved_extra_days_off_path)
     else:  # only the staged batches core has not seen; falls back to a full build when it must
         update = core.update_core(warehouse, agencies, extra_days_off=settings.resolved_extra_days_off_path)
         core_rows = update.counts
         p = p.after_core(update)
+    crash_point("between_core_and_marts")
     progress.report("core+marts", 1, 2, "marts")
     periods = p.periods(as_of)
+    # the three marts are published together, with what they were built from (their generation's manifest)
     mart_rows = marts.build_marts(warehouse, as_of, targets_csv=settings.resolved_targets_path, periods=periods)
-    plan.write_meta(warehouse, as_of, digest)
     progress.report("core+marts", 2, 2, "")
     log.info("core %s; marts %s (%s, %s)", core_rows, mart_rows, p.mode, p.reason)
     return {"rebuild": p.mode, "reason": p.reason, "periods": len(periods) if periods is not None else "all",

@@ -25,7 +25,6 @@ Documented choices where kpis.md leaves room (each pinned by a unit test in test
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from datetime import date
@@ -36,7 +35,8 @@ import pyarrow.parquet as pq
 
 from transforms.calendar import PERIOD_BASES, periods_between
 from transforms.core import duck, make_agency_chain
-from warehouse.store import table_exists, table_glob, write_tables
+from warehouse.store import (GenerationWriter, crash_point, current_generation, generation_manifest,
+                             published_manifest, table_dir, table_exists, table_glob)
 
 MART_KPI = "mart_kpi__agency_period"
 MART_766 = "mart_766__agency_period"
@@ -167,12 +167,7 @@ def build_marts(warehouse: Path, as_of: date, *, targets_csv: Path | None = None
     con = con or duck(wh)
     try:
         tables = compute_marts(con, wh, as_of, targets_csv=targets_csv, periods=periods)
-        out = publish_marts(wh, tables, periods)
-        meta = wh / "_marts_meta.json"
-        text = json.dumps({"as_of": as_of.isoformat()})
-        if not meta.exists() or meta.read_text() != text:
-            meta.write_text(text)
-        return out
+        return publish_marts(wh, tables, periods, built_from=built_from(wh, as_of, targets_csv))
     finally:
         if own:
             con.close()
@@ -716,12 +711,12 @@ def check_form06(t: pa.Table) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def _merge(wh: Path, table: str, new: pa.Table, periods: set[str] | None, keys: list[str]) -> pa.Table:
+def _merge(old_file: Path | None, new: pa.Table, periods: set[str] | None, keys: list[str]) -> pa.Table:
     import pyarrow.compute as pc
 
     merged = new
-    if periods is not None and table_exists(wh, table):
-        old = _read_parquet(table_dir_file(wh, table))
+    if periods is not None and old_file is not None:
+        old = _read_parquet(old_file)
         keep = old.filter(pc.invert(pc.is_in(old.column("period"), value_set=pa.array(sorted(periods)))))
         merged = pa.concat_tables([keep.cast(new.schema), new])
     idx = pc.sort_indices(merged, options=pc.SortOptions([(k, "ascending", "at_start") for k in keys]))
@@ -734,25 +729,61 @@ def _read_parquet(path: Path) -> pa.Table:
         return f.read()
 
 
-def table_dir_file(wh: Path, table: str) -> Path:
-    return Path(wh) / table / "data.parquet"
+def built_from(wh: Path, as_of: date, targets_csv: Path | None = None) -> dict:
+    """What marts built now are built from, recorded in their generation's manifest (``transforms.plan`` decides
+    "nothing new" against it): as_of, core's inputs as core's meta records them (the staged batches, the digests of
+    agencies.csv and of the extra days-off file) and the digest of targets.csv."""
+    from transforms.core import _digest, read_core_meta
+
+    core = {k: v for k, v in read_core_meta(wh).items() if k != "state"}
+    return {"as_of": as_of.isoformat(), "core": core, "targets_sha256": _digest(targets_csv or DEFAULT_TARGETS)}
 
 
-def publish_marts(wh: Path, tables: dict[str, pa.Table], periods: set[str] | None = None) -> dict[str, int]:
-    """Merge with kept rows (incremental), and replace each mart only when its content changed."""
+def _published_file(wh: Path, gen: Path | None, table: str) -> Path | None:
+    """The published file of a mart: in the current generation, else in the older single-file layout."""
+    if gen is not None and (gen / table / "data.parquet").is_file():
+        return gen / table / "data.parquet"
+    legacy = table_dir(wh, table)
+    if gen is None and not legacy.is_symlink() and (legacy / "data.parquet").is_file():
+        return legacy / "data.parquet"
+    return None
+
+
+def publish_marts(wh: Path, tables: dict[str, pa.Table], periods: set[str] | None = None, *,
+                  built_from: dict | None = None) -> dict[str, int]:
+    """Merge with the rows kept from the published generation (incremental) and publish the marts as one new
+    generation (``warehouse.store.GenerationWriter``): a reader sees the three marts of the previous build or the
+    three of this one, never a mix; a mart whose content did not change is carried over as is (hard link). The
+    generation records ``built_from``; when neither the marts nor that changed, nothing is published."""
     keys = {MART_KPI: KPI_KEYS, MART_766: I766_KEYS, MART_F06: F06_KEYS}
-    final = {name: _merge(wh, name, t, periods, keys[name]) for name, t in tables.items()}
+    wh = Path(wh)
+    prev = current_generation(wh)
+    old = {name: _published_file(wh, prev, name) for name in tables}
+    final = {name: _merge(old[name], t, periods, keys[name]) for name, t in tables.items()}
     check_form06(final[MART_F06])
-    changed = {}
-    for name, t in final.items():
-        path = table_dir_file(wh, name)
-        if path.exists():
-            old = _read_parquet(path)
-            if old.schema.equals(t.schema) and old.equals(t):
-                continue
-        changed[name] = t
-    write_tables(wh, changed)  # validated against their contracts, then swapped in together
-    return {name: t.num_rows for name, t in final.items()}
+    rows = {name: t.num_rows for name, t in final.items()}
+
+    def unchanged(name: str) -> bool:
+        if old[name] is None:
+            return False
+        o = _read_parquet(old[name])
+        return o.schema.equals(final[name].schema) and o.equals(final[name])
+
+    same = {name for name in final if unchanged(name)}
+    if prev is not None and same == set(final) and generation_manifest(prev).get("built_from") == built_from:
+        return rows  # nothing to publish: the marts stay byte-identical
+    with GenerationWriter(wh) as gen:
+        for i, (name, t) in enumerate(final.items()):
+            if i:
+                crash_point("between_mart_writes")
+            if name in same:
+                gen.keep(name, old[name])
+            else:
+                gen.write(name, t)  # checked against its contract first: a violation publishes nothing
+        gen.publish({"built_from": built_from or {}, "rows": rows})
+    for stale in ("_marts_meta.json", "_build_meta.json"):  # the older layout's records, replaced by the manifest
+        (wh / stale).unlink(missing_ok=True)
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -787,10 +818,9 @@ EXPLAIN = {
 
 
 def marts_as_of(warehouse: Path) -> date | None:
-    meta = Path(warehouse) / "_marts_meta.json"
-    if not meta.exists():
-        return None
-    return date.fromisoformat(json.loads(meta.read_text())["as_of"])
+    """The as_of of the published marts (their generation's manifest); None when none was published."""
+    as_of = published_manifest(warehouse).get("built_from", {}).get("as_of")
+    return date.fromisoformat(as_of) if as_of else None
 
 
 def explain(warehouse: Path, code: str, agency: str, period: str, *, basis: str = "calendar",

@@ -5,15 +5,17 @@
     con.sql("SELECT * FROM mart_kpi__agency_period WHERE agency_code = 'H19.26293'").show()
 
 Views read ``<table>/[!.]*.parquet`` (files being written are dot-named and never read), so a rebuilt table is
-seen whole, old or new. raw_ and quarantine_ tables hold personal data: they get views only with
-``include_private=True``.
+seen whole, old or new. The KPI marts are published together as one generation (``_marts/current``, see
+warehouse/store.py): a connection reads them from the generation published when it was opened, resolved once, so
+its queries never mix two nights' marts (open a new connection to see a later publish). raw_ and quarantine_ tables
+hold personal data: they get views only with ``include_private=True``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from warehouse.store import is_private, list_tables, table_glob
+from warehouse.store import PARQUET_GLOB, is_private, published_dirs
 
 
 def connect(warehouse: Path, *, include_private: bool = False, database: str = ":memory:",
@@ -23,10 +25,10 @@ def connect(warehouse: Path, *, include_private: bool = False, database: str = "
 
     con = duckdb.connect(database)
     con.execute(f"SET memory_limit='{memory_limit}'")
-    for table in list_tables(Path(warehouse)):
+    for table, folder in published_dirs(Path(warehouse)).items():
         if is_private(table) and not include_private:
             continue
         union = ", union_by_name=true" if not table.startswith(("core_", "mart_")) else ""
-        con.execute(f"CREATE OR REPLACE VIEW \"{table}\" AS "
-                    f"SELECT * FROM read_parquet('{table_glob(Path(warehouse), table)}'{union})")
+        glob = str(folder / PARQUET_GLOB).replace("'", "''")
+        con.execute(f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{glob}'{union})")
     return con
