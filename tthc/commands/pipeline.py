@@ -46,6 +46,9 @@ def _batch_table(rows: list[dict], title: str) -> Table:
 
 def _run_flow(s, **params) -> None:
     """Run the nightly flow in this process with progress bars; print the run's batches; exit 1 if it failed."""
+    from tthc import watchdog
+
+    watchdog.start()  # first: whatever this run starts (Prefect's temporary API server) ends with it, even on kill -9
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows import progress as flow_progress
