@@ -51,6 +51,50 @@ def _bad_export(src, dst):
     return len(out) - 1, [r[head.index("Số điện thoại")] for r in out[1:] if r[head.index("Số điện thoại")]]
 
 
+def _rewrite_export(src, dst, change) -> list[list[str]]:
+    """A copy of a dossier export with ``change(i, row, col)`` applied to each data row (``col``: header -> index);
+    returns the rows written."""
+    from transforms.contracts import norm_label
+
+    rows = list(csv.reader(io.StringIO(src.read_text(encoding="utf-8-sig"))))
+    head = rows[0]
+
+    class Col(dict):  # a header as a person writes it finds its column however the export spells it
+        def __missing__(self, name):
+            return self[norm_label(name)]
+
+    col = Col({norm_label(h.replace("(*)", "")): i for i, h in enumerate(head)})
+    out = [head] + [change(i, r, col) or r for i, r in enumerate(rows[1:])]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(out)
+    dst.write_text(buf.getvalue(), encoding="utf-8")
+    return out[1:]
+
+
+def _status_outside_the_list(src, dst, every: int = 5) -> tuple[int, int]:
+    """A new export where every 5th dossier carries status 11 or 12 (outside the list 1..10); (changed, rows)."""
+    changed = []
+
+    def change(i, r, col):
+        if i % every == 0:
+            r[col["Trạng thái"]] = "11" if len(changed) % 2 else "12"
+            changed.append(i)
+
+    rows = _rewrite_export(src, dst, change)
+    return len(changed), len(rows)
+
+
+def _clean_export(wh, inbox):
+    """A dossier CSV of the inbox that the first night staged whole (no row quarantined)."""
+    ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
+    try:
+        clean = {b["path"] for b in ledger.recent_batches(1000) if b["rows_quarantined"] == 0}
+    finally:
+        ledger.dispose()
+    return next(p for p in sorted((inbox / "one_stop" / "dossiers").glob("*.csv")) if "cp1258" not in p.name
+                and "loi_font" not in p.name and p.relative_to(inbox).as_posix() in clean)
+
+
 def test_critical_failure_holds_the_batch_keeps_marts_and_alerts(prefect_harness, tmp_path, monkeypatch, webhook,
                                                                  smtp):
     from flows.nightly import nightly
@@ -73,6 +117,9 @@ def test_critical_failure_holds_the_batch_keeps_marts_and_alerts(prefect_harness
     src = next(p for p in sorted((inbox / "one_stop" / "dossiers").glob("*.csv")) if "cp1258" not in p.name
                and "loi_font" not in p.name)
     n_bad, phones = _bad_export(src, inbox / "one_stop" / "dossiers" / "export_loi_han.csv")
+    # a new export with a fifth of its statuses outside the list: staging quarantines them, the file is held
+    n_code, n_rows = _status_outside_the_list(_clean_export(wh, inbox),
+                                              inbox / "one_stop" / "dossiers" / "hoso_2025_11.csv")
     # a good file arrives the same night: it must still be staged and gated
     good = next((inbox / "dvc_portal" / "ratings").glob("*.csv"))
     (inbox / "dvc_portal" / "ratings" / "danhgia_them.csv").write_text(
@@ -89,7 +136,14 @@ def test_critical_failure_holds_the_batch_keeps_marts_and_alerts(prefect_harness
         ledger.dispose()
     bad = latest["one_stop/dossiers/export_loi_han.csv"]
     assert bad["status"] == "gate_failed" and bad["rows_raw"] == n_bad
-    assert f"{bad['rows_staged']} of {bad['rows_staged']} rows" in second.message  # the count, in plain words
+    # every row broke the date order: all set aside (raw = staged + quarantined), the count in plain words
+    assert (bad["rows_staged"], bad["rows_quarantined"]) == (0, n_bad)
+    assert f"file export_loi_han.csv: every row ({n_bad:,}) set aside: date_order:due_at>=received_at" in second.message
+    codes = latest["one_stop/dossiers/hoso_2025_11.csv"]
+    assert codes["status"] == "gate_failed" and (codes["rows_raw"], codes["rows_quarantined"]) == (n_rows, n_code)
+    assert (f"file hoso_2025_11.csv: {n_code} of {n_rows} rows ({100 * n_code / n_rows:.1f}%) set aside: "
+            f"unknown_code {n_code} (column Trạng thái, values 11, 12); above the 5% allowed for dossiers: ask the "
+            f"unit to check the export") in second.message
     assert (wh / "_held" / "stg_one_stop__dossiers" / f"{bad['batch_id']}.parquet").exists()
     assert not (wh / "stg_one_stop__dossiers" / f"{bad['batch_id']}.parquet").exists()
     assert latest["dvc_portal/ratings/danhgia_them.csv"]["status"] == "passed"
@@ -97,6 +151,7 @@ def test_critical_failure_holds_the_batch_keeps_marts_and_alerts(prefect_harness
     assert len(hooks) == 1 and len(mails) == 1  # one message per URL per run
     body = hooks[0]["json"]["message"]
     assert "[LỖI]" in body and "export_loi_han.csv" in body and "date_order:due_at>=received_at" in body
+    assert "hoso_2025_11.csv" in body and "quarantined_share" in body
     mail = mails[0].content.decode("utf-8", "replace")
     assert "kstthc@example.org" in mails[0].rcpt_tos
     for phone in phones[:50]:  # no personal data in alerts
@@ -124,6 +179,10 @@ def test_a_mart_breaking_its_contract_is_not_published(prefect_harness, tmp_path
 
 
 def test_an_operator_releases_a_held_batch_and_the_next_run_uses_it(prefect_harness, tmp_path, monkeypatch):
+    """A new export (later Ngày cập nhật) where every 8th dossier has the applicant's name and phone pasted into
+    Mã TTHC: those rows are set aside, 12% of the file holds it. Released, its good rows win in core and marts;
+    the pasted rows stay quarantined and never reach core (before, release let them in)."""
+    import duckdb
     from typer.testing import CliRunner
 
     from flows.nightly import nightly
@@ -132,8 +191,18 @@ def test_an_operator_releases_a_held_batch_and_the_next_run_uses_it(prefect_harn
     inbox, wh = _night(tmp_path, monkeypatch, seed=13, scale=0.2)
     src = next(p for p in sorted((inbox / "one_stop" / "dossiers").glob("*.csv")) if "cp1258" not in p.name
                and "loi_font" not in p.name)
-    _bad_export(src, inbox / "one_stop" / "dossiers" / "export_loi_han.csv")
-    assert nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True).is_failed()
+
+    pasted = set()
+
+    def paste(i, r, col):
+        r[col["Ngày cập nhật"]] = "30/12/2025 10:00:00"
+        if i % 8 == 0:
+            r[col["Mã TTHC"]] = f"{r[col['Chủ hồ sơ']]} {r[col['Số điện thoại']]}"
+            pasted.add(r[col["Mã TTHC"]])
+
+    rows = _rewrite_export(src, inbox / "one_stop" / "dossiers" / "export_dan_nham.csv", paste)
+    failed = nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True)
+    assert failed.is_failed() and "export_dan_nham.csv" in failed.message and "pattern:procedure_code" in failed.message
     before = _marts(wh)
     listed = CliRunner().invoke(app, ["release", "--warehouse", str(wh)])
     held = [p.stem for p in (wh / "_held" / "stg_one_stop__dossiers").glob("*.parquet")]
@@ -151,6 +220,13 @@ def test_an_operator_releases_a_held_batch_and_the_next_run_uses_it(prefect_harn
     finally:
         ledger.dispose()
     assert row["status"] == "passed" and "checked with xã" in row["error"]
+    assert row["rows_raw"] == len(rows) == row["rows_staged"] + row["rows_quarantined"]
+    con = duckdb.connect()
+    core = {r[0] for r in con.execute(f"SELECT DISTINCT procedure_code FROM '{wh}/core_dossiers/*.parquet'").fetchall()}
+    assert not core & pasted  # no name or phone reached core
+    q = dict(con.execute(f"SELECT procedure_code, _rule FROM '{wh}/quarantine_one_stop__dossiers/{held[0]}.parquet'"
+                         ).fetchall())
+    assert pasted <= set(q) and "pattern:procedure_code" in q.values()  # they stay quarantined, raw text whole
 
 
 def test_a_gate_that_crashes_holds_its_batch_and_the_next_run_goes_on(prefect_harness, tmp_path, monkeypatch):

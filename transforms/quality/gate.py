@@ -200,7 +200,7 @@ def _rule_results(raw: list[dict], final: list[dict], moved: setaside.SetAside, 
             out.append(cr)
             continue
         cr = check_result(r, table, fname)
-        col = setaside._column(r["exp"])
+        col = moved.columns.get(rule) or setaside._column(r["exp"])
         what = ("the earlier rows of each repeated version (the later row of the file is kept), rule "
                 f"{setaside.DUPLICATE_RULE}" if "unique_sql" in r else f"rule {rule}")
         ex = f"; e.g. {', '.join(r['examples'][:3])}" if r["examples"] else ""

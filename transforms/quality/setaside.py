@@ -40,6 +40,7 @@ class RawRowsMissing(RuntimeError):
 class SetAside:
     moved: int = 0                                        # rows this call moved to quarantine
     by_rule: dict[str, int] = field(default_factory=dict)  # suite rule name (unique_version: its name) -> rows
+    columns: dict[str, str] = field(default_factory=dict)  # suite rule name -> the column as the file spells it
     rows_raw: int = 0
     rows_staged: int = 0
     rows_quarantined: int = 0
@@ -159,8 +160,9 @@ def set_aside(con, warehouse: Path, table: str, batch_id: str, staged: Path, fai
                                  f"{raw_path.name} is missing, so they cannot be set aside with their text")
         _check_balance(con, table, batch_id, raw_path, q_path, staged, moved)
         counts = dict(con.execute("SELECT __i, count(*) FROM __moved GROUP BY 1").fetchall())
-        out.by_rule = {(dup["exp"]["meta"]["rule"] if dup and i == len(columns) else names[i - 1]): int(n)
-                       for i, n in sorted(counts.items())}
+        suite_names = [r["exp"]["meta"]["rule"] for r in rules] + ([dup["exp"]["meta"]["rule"]] if dup else [])
+        out.by_rule = {suite_names[i - 1]: int(n) for i, n in sorted(counts.items())}
+        out.columns = {suite_names[i - 1]: header(columns[i - 1]) for i in sorted(counts)}
         _write_quarantine(con, warehouse, table, batch_id, raw_path, q_path, names, columns, rules, dup, header)
         _rewrite_staged(con, staged)
         out.moved = int(moved)

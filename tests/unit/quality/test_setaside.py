@@ -65,6 +65,7 @@ def test_one_malformed_procedure_code_is_set_aside_and_the_rest_of_the_file_pass
     assert len(staged) == 1487 and PASTED not in {r["procedure_code"] for r in staged}
     w = {r.name: r for r in g.warnings}
     assert w["pattern:procedure_code"].observed["set_aside"] == 1 and "701" in w["pattern:procedure_code"].message
+    assert "column Mã TTHC" in w["pattern:procedure_code"].message  # as the file spells it
     assert w["quarantined_share"].message == (
         "file hoso_2025_11.csv: 1 of 1,488 rows (0.1%) set aside: pattern:procedure_code 1 (column Mã TTHC); "
         "within the 5% allowed for dossiers, the other rows are used: ask the unit to correct these rows in its "
