@@ -75,6 +75,9 @@ def pull_task(spec: PullSpec, warehouse: Path, ledger_url: str, run_id: str, age
     finally:
         ledger.dispose()
     out.gate_result = captured[-1] if captured else None
+    moved = out.gate_result.set_aside if out.gate_result is not None else {}
+    if moved.get("moved"):  # rows the gate set aside left staging for quarantine
+        out.rows_staged, out.rows_quarantined = moved["rows_staged"], moved["rows_quarantined"]
     if out.status in ("failed", "gate_failed"):
         log.error("%s: %s", spec.name, out.error)
     else:

@@ -258,3 +258,37 @@ def test_a_gate_that_crashes_holds_its_batch_and_the_next_run_goes_on(prefect_ha
         ledger.dispose()
     monkeypatch.setattr(G, "check_batch", real)
     assert nightly(inbox=str(inbox), warehouse=str(wh), as_of=AS_OF, return_state=True).is_completed()
+
+
+def test_a_pull_sets_aside_its_bad_row_and_commits_the_window(prefect_harness, tmp_path, monkeypatch):
+    """A pulled window with one name and phone in MaTTHC: that record is set aside, the other 199 pass, the
+    watermark moves (before, the window was held and pulled again every night); the flow's outcome and the ledger
+    count what the gate moved."""
+    from flows.pull import pull
+    from tthc.fakeportal.generate import AGENCIES, generate_dossiers
+    from tthc.fakeportal.server import FakePortal
+
+    records = generate_dossiers(200, seed=5)
+    records[17]["MaTTHC"] = f"{records[17]['ChuHoSo']} {records[17]['SoDienThoai']}"
+    agencies = tmp_path / "agencies.csv"
+    agencies.write_text("agency_code,agency_name,level,parent_code,valid_from,valid_to\n"
+                        + "".join(f"{a},Đơn vị {a},commune,,2023-01-01,\n" for a in AGENCIES), encoding="utf-8")
+    wh = tmp_path / "wh"
+    with FakePortal({"dossiers": records}, token="onestop") as one:
+        for k, v in {"TTHC_ONE_STOP_URL": one.base_url, "TTHC_ONE_STOP_TOKEN": "onestop",
+                     "TTHC_AGENCIES_PATH": str(agencies), "TTHC_PSEUDONYM_KEY": "k", "TTHC_AS_OF": "2025-12-31",
+                     "TTHC_ALERT_URLS": ""}.items():
+            monkeypatch.setenv(k, v)
+        for k in ("TTHC_ONE_STOP_DB_URL", "TTHC_DVC_PORTAL_URL"):
+            monkeypatch.delenv(k, raising=False)
+        state = pull(warehouse=str(wh), return_state=True)
+    assert state.is_completed(), state.message
+    (out,) = state.result()["outcomes"]
+    assert (out["status"], out["records"], out["rows_staged"], out["rows_quarantined"]) == ("passed", 200, 199, 1)
+    ledger = Ledger(f"sqlite:///{wh / '_ledger.sqlite'}")
+    try:
+        (b,) = [b for b in ledger.recent_batches() if b["source"] == "one_stop"]
+        assert (b["status"], b["rows_raw"], b["rows_staged"], b["rows_quarantined"]) == ("passed", 200, 199, 1)
+        assert ledger.get_watermark("one_stop", "dossiers") is not None
+    finally:
+        ledger.dispose()
