@@ -2,10 +2,14 @@
 
 ``check_batch`` runs, on ``<warehouse>/<table>/<batch_id>.parquet``:
 1. the table's GX suite exactly, in one DuckDB scan (rules.py) -> the counts the gate decides on;
-2. the batch-vs-history checks (history.py): schema drift, volume per agency, freshness, null-share jump;
-3. a GX checkpoint on a narrow bounded sample (gx_runner.py) -> Data Docs and a cross-check;
-and records one ledger row per check (``Ledger.record_dq``). ``GateResult.passed`` is False iff a critical
-check failed; the flow then keeps this batch out of core and marts.
+2. row problems hold rows: the rows breaking a critical row rule that failed are set aside to the batch's
+   quarantine (setaside.py) and the suite runs again on what is left; each such rule becomes a warning;
+3. file problems hold files: ``quarantined_share``, the rows staging and the gate set aside against the table's
+   ``max_quarantined_share`` (critical above it, or when every row went; a warning below);
+4. the batch-vs-history checks (history.py): schema drift, volume per agency, freshness, null-share jump;
+5. a GX checkpoint on a narrow bounded sample (gx_runner.py) -> Data Docs and a cross-check;
+and records one ledger row per check (``Ledger.record_dq``) and the batch's staged/quarantined counts.
+``GateResult.passed`` is False iff a critical check failed; the flow then keeps this batch out of core and marts.
 """
 
 from __future__ import annotations

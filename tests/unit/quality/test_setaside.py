@@ -222,3 +222,25 @@ def test_a_release_that_cannot_check_the_rows_keeps_the_batch_held(tmp_path):
         ingest.release_batch(tmp_path, led, BID, "looked at")
     assert [p.stem for p in ingest.held_batches(tmp_path)] == [BID]
     led.dispose()
+
+
+def test_batch_level_checks_keep_their_severities_when_rows_are_set_aside(tmp_path):
+    """Schema drift stays critical, volume and freshness warnings: setting rows aside changes none of them."""
+    from datetime import datetime, timedelta
+
+    from transforms.quality.synth import write_dossier_batch
+
+    for k in range(4):
+        end = AS_OF - timedelta(days=30 + 4 - k)
+        write_dossier_batch(tmp_path, 500, end=end, seed=100 + k,
+                            ingested=datetime.combine(end, datetime.min.time()) + timedelta(hours=25))
+    b = write_dossier_batch(tmp_path, 5000, end=AS_OF - timedelta(days=20), seed=8, drop_columns=("has_e_result",),
+                            overrides={"procedure_code": "CASE WHEN i < 3 THEN 'x' ELSE '1.001193' END"})
+    g = check_batch(tmp_path, DOSSIERS, b, settings=NO_GX, as_of=AS_OF)
+    assert g.set_aside["by_rule"] == {"pattern:procedure_code": 3}
+    sev = {r.name.split(":")[0] if r.name.startswith("volume") else r.name: r.severity for r in g.results
+           if not r.success}
+    assert sev["schema_drift:columns"] == "critical" and sev["column_present:has_e_result"] == "critical"
+    assert sev["volume"] == "warning" and sev["freshness"] == "warning"
+    assert sev["pattern:procedure_code"] == "warning" and sev["quarantined_share"] == "warning"
+    assert not g.passed and {r.name for r in g.criticals} == {"schema_drift:columns", "column_present:has_e_result"}
