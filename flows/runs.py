@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from transforms import ingest
 from tthc.settings import Settings
+from warehouse import store
 from warehouse.ledger import Ledger
 from warehouse.lock import warehouse_lock
 
@@ -38,6 +39,7 @@ def warehouse_run(settings: Settings, prefix: str, as_of: date | None, label: st
         try:
             ledger.start_run(run_id, as_of, label)
             rolled_back = ingest.recover(wh, ledger, run_id)
+            store.recover_generations(wh)  # a publish of the marts killed midway: its work goes, links are made
             yield WarehouseRun(run_id, wh, ledger, rolled_back)
         except BaseException as exc:
             ledger.finish_run(run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})

@@ -405,3 +405,26 @@ class GenerationWriter:
         link_tables(self.wh, self.tables)
         prune_generations(self.wh, keep=(self.name, prev.name if prev is not None else None))
         return gen
+
+
+def recover_generations(warehouse: Path) -> list[str]:
+    """What a publish killed midway left (run under the warehouse lock before a run writes): its work folder or a
+    complete generation that never became current, temporary links, a table link not yet made; keeps the current
+    generation and the one published before it. Returns what was removed."""
+    wh = Path(warehouse)
+    root = generations_root(wh)
+    if not root.is_dir():
+        return []
+    removed = [p.name for p in wh.iterdir() if p.name.startswith(".") and p.name.endswith((".lnk", ".old"))]
+    for name in removed:
+        p = wh / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    gen = current_generation(wh)
+    if gen is None:
+        return removed
+    link_tables(wh, generation_manifest(gen).get("tables", []))
+    older = sorted(p.name for p in root.iterdir() if p.name.startswith("g") and p.name < gen.name and p.is_dir())
+    return removed + prune_generations(wh, keep=(gen.name, older[-1] if older else None))

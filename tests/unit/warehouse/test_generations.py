@@ -128,3 +128,21 @@ def test_a_copy_that_followed_the_links_is_published_into_again(tmp_path):
     assert (copy / "_marts" / "current").is_symlink() and (copy / A).is_symlink()
     assert _tags(connect(copy)) == {A: {"n2"}, B: {"n2"}}
     shutil.rmtree(copy)
+
+
+def test_recovery_removes_what_killed_publishes_left_and_keeps_current_and_previous(tmp_path):
+    g1 = _publish(tmp_path, "n1")
+    g2 = _publish(tmp_path, "n2")
+    root = tmp_path / "_marts"
+    # killed while writing (hidden work), after a complete generation was renamed but before the swap (a newer
+    # generation that never became current), and during a table link's replacement (a temporary link, the link gone)
+    (root / ".g20990101T000000000000-dead00" / A).mkdir(parents=True)
+    shutil.copytree(root / g2, root / "g20990101T000000000001-late00")
+    os.symlink(f"_marts/current/{A}", tmp_path / f".{A}.1234abcd.lnk")
+    (tmp_path / B).unlink()
+    removed = store.recover_generations(tmp_path)
+    assert {p.name for p in root.iterdir()} == {"current", g1, g2}
+    assert ".g20990101T000000000000-dead00" in removed and "g20990101T000000000001-late00" in removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_marts", A, B]
+    assert _tags(connect(tmp_path)) == {A: {"n2"}, B: {"n2"}}
+    assert store.recover_generations(tmp_path) == []
