@@ -208,15 +208,16 @@ def lit_list(items: list[str]) -> str:
 
 
 def _rewrite_staged(con, staged: Path) -> None:
-    """The staged file without the moved rows, written aside and swapped in (schema, codec as staging writes)."""
+    """The staged file without the moved rows, written aside and swapped in (schema, codec and encodings as
+    staging writes it)."""
     import pyarrow.compute as pc
 
-    from transforms.staging import INGEST_COMPRESSION
+    from transforms.staging import staged_writer
 
     gone = con.sql("SELECT _source_row FROM __moved").to_arrow_table().column(0).combine_chunks()
     pf = pq.ParquetFile(staged)
-    w = store.BatchFileWriter(staged.parent.parent, staged.parent.name, staged.stem, pf.schema_arrow,
-                              compression=INGEST_COMPRESSION)
+    source, entity = split_table(staged.parent.name)
+    w = staged_writer(staged.parent.parent, source, entity, staged.stem, pf.schema_arrow)
     try:
         for b in pf.iter_batches():
             keep = pc.invert(pc.is_in(b.column("_source_row"), value_set=gone.cast(b.schema.field("_source_row").type)))
