@@ -121,15 +121,18 @@ def raw_schema(source: str, entity: str) -> pa.Schema:
 
 @cache
 def required_columns(source: str, entity: str, fmt: str) -> tuple[str, ...]:
-    """Canonical columns a file of this format must carry: ``required: true`` in the staging contract, except
-    columns with a fallback (``agency_code`` of dossiers falls back to the Mã hồ sơ prefix), and only those the
-    format's mapping knows (a column staging derives from others cannot be demanded of a file)."""
+    """Canonical columns a file of this format must carry: ``required: true`` or ``required_unless`` in the
+    staging contract (``received_at`` of dossiers may be empty on some rows, but a file without the column cannot
+    say when any dossier was received), except columns with a fallback (``agency_code`` of dossiers falls back to
+    the Mã hồ sơ prefix), and only those the format's mapping knows (a column staging derives from others cannot
+    be demanded of a file)."""
     try:
         con = contracts.contract(contracts.stg_table(source, entity))
     except FileNotFoundError:
         return ()
     known = entity_mapping(fmt, entity)
-    return tuple(c.name for c in con.columns if c.required and not c.fallback and c.name in known)
+    return tuple(c.name for c in con.columns
+                 if (c.required or c.required_unless) and not c.fallback and c.name in known)
 
 
 def display_header(fmt: str, entity: str, canonical: str) -> str:
