@@ -32,13 +32,23 @@ SOURCE_LINE = "_source_line"
 
 
 class FileRejected(Exception):
-    """The whole file cannot be read. ``path`` is the file, ``reason`` says in plain words what is wrong
-    (which file, which column, what was expected)."""
+    """The whole file cannot be read. ``path`` is the file; ``reason`` (also the exception's text) says in plain
+    words what is wrong: the file by its inbox name (``<source>/<entity>/<file>``, never the machine's absolute
+    path), the line, sheet or row a person would look at, the column as headed in the file, what was expected."""
 
     def __init__(self, path: Path | str, reason: str):
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(reason)
+
+
+def file_label(path: Path, source: str, entity: str) -> str:
+    """How messages name a file: its inbox-relative name ``<source>/<entity>/<file>`` when it lies in such a
+    folder, else its base name (no absolute path of the machine)."""
+    path = Path(path)
+    if path.parent.name == entity and path.parent.parent.name == source:
+        return f"{source}/{entity}/{path.name}"
+    return path.name
 
 
 @dataclass
@@ -47,7 +57,7 @@ class ReadResult:
     source: str
     entity: str
     format: str  # 'flat_export' | 'national_sync'
-    file_kind: str  # 'csv' | 'xlsx' | 'json' | 'jsonl'
+    file_kind: str  # 'csv' | 'xlsx' | 'json' | 'jsonl': what the file's bytes are, whatever its extension
     encoding: str | None
     delimiter: str | None
     header_rows: list[int]  # 1-based sheet rows / lines of the header
@@ -55,6 +65,12 @@ class ReadResult:
     columns: list[str]  # canonical names found in the file
     unknown_columns: list[str]  # original headers not in the mapping (values go to `_extra`)
     batches: Iterator[pa.RecordBatch] = field(repr=False)
+    # What was read differently from what the name says, or seen and not taken as data, in sentences for the
+    # report (a .xlsx holding CSV text, blank rows skipped, a footer and the rows after it, other sheets).
+    # Filled while ``batches`` is iterated: complete once it is exhausted.
+    notes: list[str] = field(default_factory=list)
+    # rows seen and not taken as data, by kind ('blank', 'footer'): their lines (CSV/JSONL) or sheet rows (XLSX)
+    skipped: dict[str, list[int]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------- headers
@@ -135,6 +151,15 @@ def required_columns(source: str, entity: str, fmt: str) -> tuple[str, ...]:
                  if (c.required or c.required_unless) and not c.fallback and c.name in known)
 
 
+@cache
+def key_columns(source: str, entity: str) -> tuple[str, ...]:
+    """The contract's key columns of the entity (what every data row carries: ``dossier_id, updated_at``)."""
+    try:
+        return contracts.contract(contracts.stg_table(source, entity)).key
+    except FileNotFoundError:
+        return ()
+
+
 def display_header(fmt: str, entity: str, canonical: str) -> str:
     headers = entity_mapping(fmt, entity).get(canonical)
     return headers[0] if headers else canonical
@@ -193,10 +218,11 @@ def check_required(path: Path, hm: HeaderMatch, source: str, entity: str, fmt: s
     if missing:
         names = ", ".join(f"'{display_header(fmt, entity, c)}' ({c})" for c in missing)
         found = ", ".join(f"'{h}'" for h in hm.headers if h) or "none"
+        one = len(missing) == 1
         raise FileRejected(
             path,
-            f"file {path.name}: required column(s) {names} not found{where}; "
-            f"the {entity} export must have them (headers found: {found})",
+            f"file {file_label(path, source, entity)}: required column{'' if one else 's'} {names} not "
+            f"found{where}; the {entity} export must have {'it' if one else 'them'} (headers found: {found})",
         )
 
 
@@ -294,7 +320,7 @@ def columns_to_batch(
                 for r in range(n):
                     d = {hm.extra_keys[i]: cols[i][r] for i in hm.unknown if cols[i][r] is not None}
                     vals.append(extra_text(d))
-                arrays.append(pa.array(vals, pa.string()))
+                arrays.append(nfc(pa.array(vals, pa.string())))
             else:
                 arrays.append(pa.nulls(n, pa.string()))
         elif f.name == SOURCE_ROW:
@@ -302,7 +328,7 @@ def columns_to_batch(
         elif f.name == SOURCE_LINE:
             arrays.append(pa.array(lines, pa.int64()))
         elif f.name in by_canon:
-            arrays.append(pa.array(cols[by_canon[f.name]], pa.string()))
+            arrays.append(nfc(pa.array(cols[by_canon[f.name]], pa.string())))
         else:
             arrays.append(pa.nulls(n, pa.string()))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
@@ -343,16 +369,20 @@ def arrow_to_batch(
     batch: pa.RecordBatch,
     start_row: int,
     lines: pa.Array,
+    normalized: bool = False,
 ) -> pa.RecordBatch:
-    """A pyarrow batch of the file's columns (strings, positional) -> one raw batch, without per-row Python."""
+    """A pyarrow batch of the file's columns (strings, positional) -> one raw batch, without per-row Python.
+    Values are NFC-normalised (``nfc``: a cheap look at the bytes when they already are), unless the caller
+    did it (``normalized``)."""
     schema = raw_schema(source, entity)
     n = batch.num_rows
     by_canon = {c: i for i, c in enumerate(hm.canonical) if c is not None}
+    used = {i: (batch.column(i) if normalized else nfc(batch.column(i))) for i in [*by_canon.values(), *hm.unknown]}
     arrays = []
     for f in schema:
         if f.name == EXTRA:
             if hm.unknown:
-                arrays.append(arrow_extra([batch.column(i) for i in hm.unknown],
+                arrays.append(arrow_extra([used[i] for i in hm.unknown],
                                           [hm.extra_keys[i] for i in hm.unknown]))
             else:
                 arrays.append(pa.nulls(n, pa.string()))
@@ -361,8 +391,141 @@ def arrow_to_batch(
         elif f.name == SOURCE_LINE:
             arrays.append(lines)
         elif f.name in by_canon:
-            arrays.append(batch.column(by_canon[f.name]))
+            arrays.append(used[by_canon[f.name]])
         else:
             arrays.append(pa.nulls(n, pa.string()))
     arrays = [a.cast(f.type) if a.type != f.type else a for a, f in zip(arrays, schema, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+# --------------------------------------------------------------------------------------------- NFC
+# Text made only of U+0000-U+02FF (ASCII, Latin-1, Latin Extended-A/B, IPA, spacing modifiers) and U+1E00-U+1EFF
+# (Latin Extended Additional: every precomposed Vietnamese letter with its tone mark) is NFC as it stands: none
+# of these characters changes under NFC or combines with the one before it (tests/unit/readers checks this over
+# the whole ranges). In UTF-8 their lead bytes are below 0xCC, or 0xE1 followed by 0xB8-0xBB. A column whose
+# bytes show anything else (a combining mark U+0300-U+036F of a file saved in NFD, another script) is
+# normalised with pyarrow's utf8_normalize; the usual column costs a few numpy passes over its bytes.
+def _value_bytes(arr: pa.Array) -> np.ndarray | None:
+    """The bytes of the values of a string array (only the slice's own range), or None when it has none."""
+    if len(arr) == 0 or arr.null_count == len(arr):
+        return None
+    bufs = arr.buffers()
+    if len(bufs) < 3 or bufs[2] is None:
+        return None
+    off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(bufs[1], dtype=off_type)
+    start, end = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
+    return np.frombuffer(bufs[2], dtype=np.uint8)[start:end]
+
+
+def _count_pairs(d: np.ndarray, mask: int, value: int) -> int:
+    """How many byte pairs (d[i], d[i+1]) satisfy ``(d[i] | d[i+1] << 8) & mask == value``, at any i."""
+    n = 0
+    for a in (0, 1):
+        m = (d.size - a) // 2
+        if m:
+            n += int(np.count_nonzero((d[a:a + 2 * m].view("<u2") & mask) == value))
+    return n
+
+
+def may_need_nfc(d: np.ndarray, top: int | None = None) -> bool:
+    """False when the UTF-8 bytes certainly hold NFC text (see above); True when they may not. ``top``: d.max()
+    when already known."""
+    if d.size == 0 or (int(d.max()) if top is None else top) < 0xCC:
+        return False
+    high = int(np.count_nonzero(d >= 0xCC))
+    return _count_pairs(d, 0xFCFF, 0xB8E1) != high  # every lead byte >= 0xCC is 0xE1 then 0xB8-0xBB
+
+
+def nfc(arr: pa.Array) -> pa.Array:
+    """The string array NFC-normalised (the same array when it already is)."""
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return arr
+    d = _value_bytes(arr)
+    if d is None or not may_need_nfc(d):
+        return arr
+    return pc.utf8_normalize(arr, "NFC")
+
+
+_C1 = "[\u0080-\u009f]"
+
+
+def scan_text(arr: pa.Array) -> tuple[pa.Array, int | None, str | None]:
+    """One look at a UTF-8 string array's bytes: (the array NFC-normalised, index of the first value holding
+    U+FFFD or a C1 control, that character) - (arr, None, None) for the usual clean column. Pure ASCII costs one
+    numpy pass; text with letters beyond ASCII a few more, and a search only where a bad character may be."""
+    d = _value_bytes(arr)
+    if d is None:
+        return arr, None, None
+    top = int(d.max())
+    if top < 0xC2:  # ASCII only
+        return arr, None, None
+    for pattern, present in ((_C1, bool((d == 0xC2).any()) and _count_pairs(d, 0xE0FF, 0x80C2) > 0),
+                             ("\ufffd", top >= 0xEF and bool((d == 0xEF).any()))):
+        if present:
+            hits = np.flatnonzero(pc.fill_null(pc.match_substring_regex(arr, pattern), False)
+                                  .to_numpy(zero_copy_only=False))
+            if hits.size:
+                row = int(hits[0])
+                found = pc.extract_regex(arr[row:row + 1], f"(?P<c>{pattern})")[0]["c"].as_py()
+                return arr, row, found
+    if may_need_nfc(d, top):
+        arr = pc.utf8_normalize(arr, "NFC")
+    return arr, None, None
+
+
+# --------------------------------------------------------------------------------------------- footers
+# A footer is recognised by what it is: a row whose first non-empty cell starts with a word that opens the
+# closing block of a Vietnamese report (totals, signatures, notes, recipients), or a row holding a single
+# non-empty cell of text outside the key columns (a signature, a place and date line, a title). Rows after a
+# footer are read as data when they carry every key column (another table part), else listed as footer rows.
+_FOOTER_WORDS = re.compile(
+    r"^\W*(tổng|cộng|người\s+lập|người\s+ký|người\s+duyệt|người\s+kiểm\s+tra|người\s+tổng\s+hợp|ghi\s+chú|"
+    r"lưu\s+ý|chú\s+thích|nơi\s+nhận|ký|xác\s+nhận|thủ\s+trưởng|trưởng\s+phòng|phó\s+trưởng|giám\s+đốc|"
+    r"chủ\s+tịch|lãnh\s+đạo|cán\s+bộ\s+lập)(?!\w)")
+
+
+def footer_words(text: str) -> bool:
+    return bool(_FOOTER_WORDS.match(unicodedata.normalize("NFC", text).casefold()))
+
+
+def is_footer_start(cells: Sequence[str | None], key_idx: set[int], texts: Sequence[bool] | None = None) -> bool:
+    """``cells``: the row's texts (None when empty); ``key_idx``: positions of key columns; ``texts``: whether
+    each cell is text (XLSX knows: numbers and dates are not), else text means holding a letter."""
+    filled = [(i, c) for i, c in enumerate(cells) if c is not None]
+    if not filled:
+        return False
+    if footer_words(filled[0][1]):
+        return True
+    if len(filled) == 1:
+        i, c = filled[0]
+        is_text = texts[i] if texts is not None and i < len(texts) else any(ch.isalpha() for ch in c)
+        return is_text and i not in key_idx
+    return False
+
+
+def line_list(nums: Sequence[int], limit: int = 12) -> str:
+    """``[3, 4, 5, 9]`` -> ``'3-5, 9'``; long lists end with ``'... (N in all)'``."""
+    parts: list[str] = []
+    nums = sorted(nums)
+    i = 0
+    while i < len(nums) and len(parts) < limit:
+        j = i
+        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
+            j += 1
+        parts.append(str(nums[i]) if i == j else f"{nums[i]}-{nums[j]}")
+        i = j + 1
+    text = ", ".join(parts)
+    return text + (f", ... ({len(nums)} in all)" if i < len(nums) else "")
+
+
+def note_skipped(res_notes: list[str], skipped: dict[str, list[int]], where: str, unit: str) -> None:
+    """Sentences for the rows a reader saw and did not take as data (``unit``: 'line' or 'row')."""
+    blank = skipped.get("blank") or []
+    if blank:
+        res_notes.append(f"{where}: {len(blank)} blank {unit}{'s' if len(blank) > 1 else ''} skipped "
+                         f"({unit}{'s' if len(blank) > 1 else ''} {line_list(blank)})")
+    foot = skipped.get("footer") or []
+    if foot:
+        res_notes.append(f"{where}: {len(foot)} {unit}{'s' if len(foot) > 1 else ''} of the footer below the data "
+                         f"not read as data ({unit}{'s' if len(foot) > 1 else ''} {line_list(foot)})")

@@ -167,21 +167,18 @@ def test_partly_damaged_mojibake_is_rejected(tmp_path):
     p = write(tmp_path, "moji2.csv", data.encode("utf-8"))
     with pytest.raises(FileRejected) as ei:
         read_file(p, "one_stop", "dossiers")
-    assert "certainty" in ei.value.reason
+    # the repair works on lines 1-3 and fails on line 4: named
+    assert ei.value.reason.startswith("file one_stop/dossiers/moji2.csv: line 4: the CP1252 round-trip repair fails")
 
 
-@pytest.mark.parametrize("kind", ["random", "utf16", "latin_garbage"])
-def test_undecodable_file_is_rejected(tmp_path, kind):
-    if kind == "random":
-        raw = random.Random(7).randbytes(4000)
-    elif kind == "utf16":
-        raw = csv_text(DOSSIER_HEADERS, DOSSIER_ROWS).encode("utf-16")
-    else:  # decodes as cp1258 without error but the header is not the expected one
-        raw = bytes(range(0xA0, 0x100)) * 10 + b"\n" + b"\xe9\xe8" * 20 + b"\n"
+def test_text_of_no_known_encoding_is_rejected(tmp_path):
+    # decodes as cp1258 without error but no line is the expected header
+    raw = bytes(range(0xA0, 0x100)) * 10 + b"\n" + b"\xe9\xe8" * 20 + b"\n"
     p = write(tmp_path, "bad.csv", raw)
     with pytest.raises(FileRejected) as ei:
         read_file(p, "one_stop", "dossiers")
-    assert "encoding could not be determined with certainty" in ei.value.reason
+    assert "encoding cannot be determined with certainty: read as Windows-1258 (cp1258)" in ei.value.reason
+    assert "'Mã hồ sơ'" in ei.value.reason  # the missing headers are named
 
 
 def test_empty_and_header_only(tmp_path):
@@ -224,7 +221,7 @@ def test_other_entity_and_extension_rules(tmp_path):
 
 
 def test_large_legacy_file_is_transcoded_through_a_temp_file(tmp_path, monkeypatch):
-    import transforms.readers.csv_reader as cr
+    import transforms.readers._text as cr
 
     made = []
     real_mkstemp = cr.tempfile.mkstemp
