@@ -3,8 +3,19 @@
 The header row may follow a title block (unit, report name, date range, blank rows) and may be split over two
 rows with merged cells: a group cell merged across several columns is not a column name (the lower cell names
 the column), a column merged vertically over both rows keeps its upper text. The header is the row, or pair of
-rows, matching the most mapped headers. Data runs from the first non-blank row after the header to the first
-fully blank row; what follows (totals, signatures) is a footer, not data.
+rows, matching the most mapped headers (the best sheet is read; other sheets holding anything are named in the
+notes).
+
+Data runs from the first non-blank row after the header to the end of the sheet. A blank row is skipped and
+counted, it does not end the table. A footer is recognised by what it is (``_common.is_footer_start``): a row
+whose first non-empty cell starts with 'Tổng', 'Cộng', 'Người lập', 'Ghi chú', 'Nơi nhận', 'Thủ trưởng', ...,
+or a row holding a single non-empty text cell outside the key columns (a signature, 'Hà Nội, ngày ...'). From
+the footer on, a row carrying every key column (Mã hồ sơ and Ngày cập nhật for dossiers) is still data; any
+other row is footer, listed with its sheet row in ``ReadResult.skipped['footer']`` and the notes, never dropped
+unseen. Before the footer every non-blank row is data (a row missing a key is staging's to quarantine).
+
+A workbook whose parts unpack to more than 256 MB and over 200 times its own size is rejected before it is
+opened (a ZIP bomb, or a sheet no office exports).
 
 Cells: real Excel dates -> ``YYYY-MM-DD HH:MM:SS`` (``YYYY-MM-DD`` for a date-only format), integral numbers
 without ``.0``, strings exactly as the cell holds them (leading zeros of IDs and phones kept).
@@ -12,6 +23,7 @@ without ``.0``, strings exactly as the cell holds them (leading zeros of IDs and
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +37,32 @@ from transforms.readers._common import (
     cell_text,
     check_required,
     columns_to_batch,
+    file_label,
+    is_footer_start,
+    key_columns,
     match_headers,
+    note_skipped,
 )
 
 HEADER_SCAN_ROWS = 60  # the header must start within the first rows of the sheet
+UNPACKED_MAX = 256 << 20  # a workbook unpacking to more than this ...
+UNPACKED_RATIO_MAX = 200  # ... and to more than this many times its size is not read
+
+
+def _unpacked_guard(path: Path, name: str) -> None:
+    """Rejects a workbook whose ZIP directory announces far more data than any export holds."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            total = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise FileRejected(path, f"file {name}: a damaged Excel workbook (its ZIP structure cannot be read: {e}); "
+                                 "export it again") from e
+    size = max(path.stat().st_size, 1)
+    if total > UNPACKED_MAX and total > UNPACKED_RATIO_MAX * size:
+        raise FileRejected(path, f"file {name}: the workbook ({size / 1e6:.1f} MB) would unpack to "
+                                 f"{total / 1e6:,.0f} MB ({total / size:,.0f} times its size; at most "
+                                 f"{UNPACKED_MAX >> 20} MB or {UNPACKED_RATIO_MAX} times is read); it is not a "
+                                 "plain export: open it in Excel, keep the data sheet and save it again")
 
 
 def _blank(row: list[Any]) -> bool:
@@ -84,26 +118,35 @@ def _find_header(rows: list[list[Any]], merged: list, col0: int, fmt: str, entit
     return best[2], best[3]
 
 
-def read_xlsx(path: Path, source: str, entity: str, batch_rows: int) -> ReadResult:
+def read_xlsx(path: Path, source: str, entity: str, batch_rows: int, notes: list[str] | None = None
+              ) -> ReadResult:
     from python_calamine import CalamineWorkbook
 
     fmt = "flat_export"
+    label = file_label(path, source, entity)
     if path.stat().st_size == 0:
-        raise FileRejected(path, f"file {path.name}: the file is empty")
+        raise FileRejected(path, f"file {label}: the file is empty")
+    _unpacked_guard(path, label)
     try:
-        wb = CalamineWorkbook.from_path(str(path))
+        if path.suffix.lower() == ".xlsx":
+            wb = CalamineWorkbook.from_path(str(path))
+        else:  # a workbook under another name (the bytes said so): calamine goes by the name, so give it the bytes
+            with path.open("rb") as fh:
+                wb = CalamineWorkbook.from_filelike(fh)
         names = wb.sheet_names
     except Exception as e:  # noqa: BLE001 - any parse failure means the workbook is unreadable
-        raise FileRejected(path, f"file {path.name}: not a readable XLSX workbook ({type(e).__name__}: {e})") from e
+        raise FileRejected(path, f"file {label}: not a readable XLSX workbook ({type(e).__name__}: {e})") from e
 
     chosen = None
+    used_sheets: list[str] = []
     for si, name in enumerate(names):
         try:
             sheet = wb.get_sheet_by_index(si)
         except Exception as e:  # noqa: BLE001
-            raise FileRejected(path, f"file {path.name}: sheet '{name}' cannot be read ({e})") from e
+            raise FileRejected(path, f"file {label}, sheet '{name}': cannot be read ({e})") from e
         if sheet.start is None:
             continue
+        used_sheets.append(name)
         it = iter(sheet.iter_rows())  # rows from sheet row 1; columns from the first used column
         head: list[list[Any]] = []
         for row in it:
@@ -115,9 +158,16 @@ def read_xlsx(path: Path, source: str, entity: str, batch_rows: int) -> ReadResu
         if found and (chosen is None or found[1].score > chosen[3][1].score):
             chosen = (name, it, head, found)
     if chosen is None:
-        raise FileRejected(path, f"file {path.name}: no header row found: no row in the first {HEADER_SCAN_ROWS} "
-                                 f"rows of any sheet names a known {entity} column")
+        raise FileRejected(path, f"file {label}: no header row found: no row in the first {HEADER_SCAN_ROWS} "
+                                 f"rows of any sheet ({', '.join(repr(n) for n in names)}) names a known {entity} "
+                                 "column (transforms/mappings/flat_export.yaml)")
     sheet_name, it, head, (hidx, hm) = chosen
+    notes = notes if notes is not None else []
+    others = [n for n in used_sheets if n != sheet_name]
+    if others:
+        notes.append(f"file {label}: only sheet '{sheet_name}' was read (its header matches best); sheet"
+                     f"{'s' if len(others) > 1 else ''} {', '.join(repr(n) for n in others)} also hold"
+                     f"{'' if len(others) > 1 else 's'} cells and {'were' if len(others) > 1 else 'was'} not read")
     # the table ends at its last named column (a title block or footer may reach further right)
     last = max(i for i, h in enumerate(hm.headers) if h)
     if last + 1 < len(hm.headers):
@@ -128,6 +178,9 @@ def read_xlsx(path: Path, source: str, entity: str, batch_rows: int) -> ReadResu
     check_required(path, hm, source, entity, fmt, where=where)
 
     ncols = len(hm.headers)
+    keys = set(key_columns(source, entity))
+    key_idx = {i for i, c in enumerate(hm.canonical) if c in keys}
+    skipped: dict[str, list[int]] = {}
     start = hidx[-1] + 1  # 0-based index of the first row after the header
 
     def all_rows() -> Iterator[tuple[int, list[Any]]]:
@@ -139,7 +192,7 @@ def read_xlsx(path: Path, source: str, entity: str, batch_rows: int) -> ReadResu
             yield i, row
 
     rows_iter = all_rows()
-    # skip blank rows between header and data
+    # blank rows between header and data are not counted as skipped: they are part of the layout
     first: tuple[int, list[Any]] | None = None
     for line, row in rows_iter:
         if not _blank(row):
@@ -167,11 +220,19 @@ def read_xlsx(path: Path, source: str, entity: str, batch_rows: int) -> ReadResu
             yield first
             yield from rows_iter
 
+        in_footer = False
         for line, row in rows():
-            texts = [cell_text(v) for v in row[:ncols]]
-            if all(t is None for t in texts) and all(cell_text(v) is None for v in row[ncols:]):
-                break  # the first fully blank row ends the data; a footer may follow
-            texts += [None] * (ncols - len(texts))
+            texts = [cell_text(v) for v in row]
+            if all(t is None for t in texts):
+                skipped.setdefault("blank", []).append(line)
+                continue
+            has_keys = all(i < len(texts) and texts[i] is not None for i in key_idx)
+            starts = is_footer_start(texts, key_idx, [isinstance(v, str) for v in row])
+            if starts or (in_footer and not has_keys):
+                in_footer = True
+                skipped.setdefault("footer", []).append(line)
+                continue
+            texts = texts[:ncols] + [None] * (ncols - len(texts))
             for c in range(ncols):
                 cols[c].append(texts[c])
             lines.append(line)
@@ -179,7 +240,8 @@ def read_xlsx(path: Path, source: str, entity: str, batch_rows: int) -> ReadResu
                 yield flush()
         if lines or row_no == 1:
             yield flush()
+        note_skipped(notes, skipped, f"file {label}, sheet '{sheet_name}'", "row")
 
     return ReadResult(path=path, source=source, entity=entity, format=fmt, file_kind="xlsx", encoding=None,
                       delimiter=None, header_rows=header_rows, first_data_line=first_line, columns=hm.columns,
-                      unknown_columns=hm.unknown_columns, batches=batches())
+                      unknown_columns=hm.unknown_columns, batches=batches(), notes=notes, skipped=skipped)

@@ -9,7 +9,7 @@ import unicodedata
 import openpyxl
 import pytest
 
-from readers_helpers import fingerprint, rows
+from readers_helpers import DOSSIER_HEADERS, fingerprint, rows
 from transforms.readers import FileRejected, read_file
 
 
@@ -72,8 +72,12 @@ def test_title_block_two_row_header_and_footer(tmp_path):
                            "applicant_phone"]
     assert res.unknown_columns == ["Ghi chú"]  # the group cell "Thời gian" is not a column
     out = rows(res)
-    assert len(out) == 4  # the footer after the blank row is not data
+    assert len(out) == 4  # the footer is not data (row 10, without Mã hồ sơ, is: staging judges it)
     assert [r["_source_line"] for r in out] == [7, 8, 9, 10]
+    assert res.skipped == {"blank": [11, 13], "footer": [12, 14]}
+    assert res.notes == ["file one_stop/dossiers/bao_cao.xlsx, sheet 'Sheet': 2 blank rows skipped (rows 11, 13)",
+                         "file one_stop/dossiers/bao_cao.xlsx, sheet 'Sheet': 2 rows of the footer below the data "
+                         "not read as data (rows 12, 14)"]
     assert [r["_source_row"] for r in out] == [1, 2, 3, 4]
     a, b, c, d = out
     assert a["received_at"] == "2023-01-05 08:00:00"  # real Excel datetime
@@ -132,8 +136,10 @@ def test_missing_required_column_in_xlsx(tmp_path):
 def test_corrupt_or_headerless_workbook(tmp_path):
     p = _path(tmp_path, "hong.xlsx")
     p.write_bytes(b"PK\x03\x04 this is not a workbook")
-    with pytest.raises(FileRejected, match="not a readable XLSX"):
+    with pytest.raises(FileRejected) as ei:
         read_file(p, "one_stop", "dossiers")
+    assert ei.value.reason == ("file one_stop/dossiers/hong.xlsx: a damaged Excel workbook (its ZIP structure cannot "
+                               "be read: File is not a zip file); export it again")
     q = _path(tmp_path, "trong.xlsx")
     q.write_bytes(b"")
     with pytest.raises(FileRejected, match="empty"):
@@ -161,3 +167,119 @@ def test_title_wider_than_table_adds_no_column(tmp_path):
     out = rows(res)
     assert [(r["rating"], r["rated_at"], r["_source_line"], r["_extra"]) for r in out] == [
         ("4", "2023-01-02 09:00:00", 4, None)]
+
+
+def _dossier_sheet(p, data_rows, extra=None):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Hồ sơ"
+    ws.append(["BÁO CÁO CHI TIẾT HỒ SƠ"])
+    ws.append([])
+    ws.append(["STT", *DOSSIER_HEADERS])
+    for r in data_rows:
+        ws.append(r)
+    if extra:
+        extra(wb)
+    wb.save(p)
+
+
+def _row(i, day="05/01/2023 08:00:00"):
+    return [i, f"H19.26293-230105-{i:04d}", "1.001612", "Đăng ký kết hôn", "H19.26293", 10, day, "", day]
+
+
+def test_a_blank_row_inside_the_data_does_not_end_the_table(tmp_path):
+    p = _path(tmp_path, "trong_giua.xlsx")
+    data = [_row(i) for i in range(1, 501)] + [[]] + [_row(i) for i in range(501, 1085)]
+    _dossier_sheet(p, data)
+    res = read_file(p, "one_stop", "dossiers")
+    out = rows(res)
+    assert len(out) == 1084  # the 584 rows after the blank row are data, not a footer
+    assert out[499]["_source_line"] == 503 and out[500]["_source_line"] == 505
+    assert out[500]["dossier_id"] == "H19.26293-230105-0501" and out[-1]["_source_row"] == 1084
+    assert res.skipped == {"blank": [504]}
+    assert res.notes == ["file one_stop/dossiers/trong_giua.xlsx, sheet 'Hồ sơ': 1 blank row skipped (row 504)"]
+
+
+def test_after_a_footer_rows_with_their_keys_are_data_others_are_listed(tmp_path):
+    p = _path(tmp_path, "chan_trang.xlsx")
+    data = [_row(1), _row(2), ["Tổng cộng", None, None, None, None, None, None, None, None], [],
+            [None, None, None, None, None, None, "Người lập biểu"], _row(3),
+            [None, "H19.26293-230105-0009", "1.001612"],  # no Ngày cập nhật: not a data row after a footer
+            [None, None, None, "Ghi chú: số liệu tạm tính", None, None, None, None, None, None, "x"]]
+    _dossier_sheet(p, data)
+    res = read_file(p, "one_stop", "dossiers")
+    out = rows(res)
+    assert [(r["dossier_id"], r["_source_line"]) for r in out] == [
+        ("H19.26293-230105-0001", 4), ("H19.26293-230105-0002", 5), ("H19.26293-230105-0003", 9)]
+    assert res.skipped == {"footer": [6, 8, 10, 11], "blank": [7]}
+    assert "4 rows of the footer below the data not read as data (rows 6, 8, 10-11)" in res.notes[1]
+
+
+def test_a_row_without_keys_before_any_footer_is_data(tmp_path):
+    p = _path(tmp_path, "thieu_ma.xlsx")
+    _dossier_sheet(p, [_row(1), [2, None, "1.001612", "Đăng ký kết hôn", None, 10, None, None, None], _row(3)])
+    out = rows(read_file(p, "one_stop", "dossiers"))
+    assert [r["dossier_id"] for r in out] == ["H19.26293-230105-0001", None, "H19.26293-230105-0003"]
+
+
+def test_nfd_workbook_reads_like_its_nfc_twin(tmp_path):
+    a, b = _path(tmp_path, "nfc.xlsx"), _path(tmp_path, "nfd.xlsx")
+    data = [_row(1), [2, "H19.26293-230105-0002", "2.000815", "Chứng thực bản sao", "", "Đã trả kết quả", "",
+                      "", "06/01/2023"]]
+    _dossier_sheet(a, data)
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Hồ sơ"
+    ws.append(["BÁO CÁO CHI TIẾT HỒ SƠ"])
+    ws.append([])
+    for r in [["STT", *DOSSIER_HEADERS], *data]:
+        ws.append([unicodedata.normalize("NFD", v) if isinstance(v, str) else v for v in r])
+    wb.save(b)
+    ra, rb = rows(read_file(a, "one_stop", "dossiers")), rows(read_file(b, "one_stop", "dossiers"))
+    assert rb == ra and rb[1]["status"] == "Đã trả kết quả" and rb[1]["procedure_name"] == "Chứng thực bản sao"
+    assert json.loads(rb[0]["_extra"]) == {"STT": "1"}
+
+
+def test_other_sheets_with_cells_are_named_in_the_notes(tmp_path):
+    p = _path(tmp_path, "nhieu_sheet.xlsx")
+
+    def more(wb):
+        wb.create_sheet("Tháng 2").append(["Mã hồ sơ", "Mã TTHC"])
+        wb.create_sheet("Trống")
+
+    _dossier_sheet(p, [_row(1)], more)
+    res = read_file(p, "one_stop", "dossiers")
+    assert len(rows(res)) == 1
+    assert res.notes == ["file one_stop/dossiers/nhieu_sheet.xlsx: only sheet 'Hồ sơ' was read (its header matches "
+                         "best); sheet 'Tháng 2' also holds cells and was not read"]
+
+
+def test_a_workbook_that_unpacks_to_too_much_is_rejected_before_it_is_opened(tmp_path):
+    import zipfile
+
+    p = _path(tmp_path, "bom.xlsx")
+    with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/workbook.xml", "<workbook/>")
+        with z.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as f:
+            block = b"<row/>" * (1 << 20)  # 6 MB of one repeated tag
+            for _ in range(46):  # 289 MB unpacked
+                f.write(block)
+    assert p.stat().st_size < 2_000_000
+    with pytest.raises(FileRejected) as ei:
+        read_file(p, "one_stop", "dossiers")
+    r = ei.value.reason
+    assert r.startswith("file one_stop/dossiers/bom.xlsx: the workbook (") and "would unpack to 289 MB" in r
+    assert "at most 256 MB or 200 times is read" in r
+
+
+def test_the_unpacked_size_limit_needs_both_size_and_ratio(tmp_path, monkeypatch):
+    import transforms.readers.xlsx_reader as xr
+
+    p = _path(tmp_path, "nho.xlsx")
+    _dossier_sheet(p, [_row(i) for i in range(1, 200)])
+    monkeypatch.setattr(xr, "UNPACKED_MAX", 1000)  # a small limit: the ratio (a real workbook's ~5) still reads
+    assert len(rows(read_file(p, "one_stop", "dossiers"))) == 199
+    monkeypatch.setattr(xr, "UNPACKED_RATIO_MAX", 1)
+    with pytest.raises(FileRejected, match="would unpack to"):
+        read_file(p, "one_stop", "dossiers")
