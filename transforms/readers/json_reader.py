@@ -3,7 +3,9 @@ object a line), and the shaping of pulled records (HTTP API pages, SQL rows) int
 
 from __future__ import annotations
 
+import io
 import json
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,15 @@ from transforms.readers._common import (
     cell_text,
     check_required,
     extra_text,
+    file_label,
     header_lookup,
     json_value_text,
+    nfc,
     normalize_header,
+    note_skipped,
     raw_schema,
 )
+from transforms.readers._text import DecodeProblem, bom_of, decode_all, utf16_without_bom
 
 
 def _key_lookup(fmt: str, entity: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -87,7 +93,7 @@ def records_to_raw_batch(
             arrays.append(pa.array(lines if lines is not None else np.arange(start_row, start_row + n,
                                                                                dtype=np.int64), pa.int64()))
         else:
-            arrays.append(pa.array(cols[f.name], pa.string()))
+            arrays.append(nfc(pa.array(cols[f.name], pa.string())))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -120,37 +126,40 @@ def _found_columns(records: list[dict], fmt: str, entity: str) -> tuple[HeaderMa
         else:
             canonical.append(None)
             unknown.append(i)
-    hm = HeaderMatch(keys, canonical, unknown, {i: keys[i] for i in unknown})
+    hm = HeaderMatch(keys, canonical, unknown, {i: unicodedata.normalize("NFC", keys[i]) for i in unknown})
     return hm, got
 
 
-def _check_objects(path: Path, records: list, where: str) -> None:
+def _check_objects(path: Path, name: str, records: list, where: str) -> None:
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
-            raise FileRejected(path, f"file {path.name}: {where} {i + 1} is a {type(rec).__name__}, "
+            raise FileRejected(path, f"file {name}: {where} {i + 1} is a {type(rec).__name__}, "
                                      "expected a JSON object (one record)")
 
 
-def read_json(path: Path, source: str, entity: str, batch_rows: int) -> ReadResult:
+def read_json(path: Path, source: str, entity: str, batch_rows: int, notes: list[str] | None = None) -> ReadResult:
+    """A JSON array of records, or ``{"data": [...]}``; UTF-8 (BOM or not) or UTF-16. Control characters inside
+    strings are kept (staging quarantines such a row), not a reason to reject the file."""
     fmt = "national_sync"
+    name = file_label(path, source, entity)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise FileRejected(path, f"file {path.name}: not UTF-8 text (byte {e.start}); JSON exports must be UTF-8")
+        enc, text = decode_all(path.read_bytes())
+    except DecodeProblem as p:
+        raise FileRejected(path, f"file {name}, line {p.line}: {p.detail}; JSON exports must be UTF-8") from None
     if not text.strip():
-        raise FileRejected(path, f"file {path.name}: the file is empty")
+        raise FileRejected(path, f"file {name}: the file is empty")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, strict=False)
     except json.JSONDecodeError as e:
-        raise FileRejected(path, f"file {path.name}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}")
+        raise FileRejected(path, f"file {name}, line {e.lineno}, column {e.colno}: malformed JSON ({e.msg})")
     if isinstance(doc, dict) and isinstance(doc.get("data"), list):
         records = doc["data"]
     elif isinstance(doc, list):
         records = doc
     else:
-        raise FileRejected(path, f"file {path.name}: expected a JSON array of records or an object "
+        raise FileRejected(path, f"file {name}: expected a JSON array of records or an object "
                                  f'{{"data": [...]}}, found a {type(doc).__name__}')
-    _check_objects(path, records, "element")
+    _check_objects(path, name, records, "element")
     hm, _ = _found_columns(records, fmt, entity)
     if records:
         check_required(path, hm, source, entity, fmt, where=" in any record")
@@ -162,60 +171,98 @@ def read_json(path: Path, source: str, entity: str, batch_rows: int) -> ReadResu
         for start in range(0, len(records), batch_rows):
             yield records_to_raw_batch(records[start:start + batch_rows], source, entity, fmt, start_row=start + 1)
 
-    return ReadResult(path=path, source=source, entity=entity, format=fmt, file_kind="json", encoding="utf-8",
+    return ReadResult(path=path, source=source, entity=entity, format=fmt, file_kind="json", encoding=enc.label,
                       delimiter=None, header_rows=[], first_data_line=None, columns=hm.columns,
-                      unknown_columns=hm.unknown_columns, batches=batches())
+                      unknown_columns=hm.unknown_columns, batches=batches(), notes=notes if notes is not None else [])
 
 
-def _jsonl_records(path: Path, batch_rows: int) -> Iterator[tuple[list[dict], list[int]]]:
-    """Parses a JSONL file lazily: lists of (records, physical line numbers). Blank lines are skipped."""
+def _jsonl_lines(path: Path, kind: str, bom: int) -> Iterator[tuple[int, bytes | str]]:
+    """(line number, line) of a JSONL file: bytes for UTF-8 (decoded per line), text for UTF-16."""
+    with path.open("rb") as fh:
+        fh.seek(bom)
+        if kind == "utf-8":
+            yield from enumerate(fh, start=1)
+            return
+        with io.TextIOWrapper(fh, encoding=kind, newline="\n") as tf:
+            lineno = 0
+            while True:
+                try:
+                    line = tf.readline()
+                except UnicodeDecodeError as e:
+                    raise DecodeProblem(lineno + 1, f"bytes that are not {kind.upper()} text ({e.reason})") from None
+                if not line:
+                    return
+                lineno += 1
+                yield lineno, line
+
+
+def _jsonl_records(path: Path, name: str, batch_rows: int, kind: str, bom: int, blank: list[int]
+                   ) -> Iterator[tuple[list[dict], list[int]]]:
+    """Parses a JSONL file lazily: lists of (records, physical line numbers). Blank lines are skipped (their
+    line numbers go to ``blank``). Control characters inside strings are kept (staging quarantines such a row)."""
     recs: list[dict] = []
     lines: list[int] = []
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
+    try:
+        for lineno, raw in _jsonl_lines(path, kind, bom):
             if not raw.strip():
+                blank.append(lineno)
                 continue
             try:
-                rec = json.loads(raw.decode("utf-8"))
+                rec = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw, strict=False)
             except UnicodeDecodeError as e:
-                raise FileRejected(path, f"file {path.name}, line {lineno}: not UTF-8 text (byte {e.start})")
+                raise FileRejected(path, f"file {name}, line {lineno}: bytes {raw[e.start:e.start + 4].hex(' ')} "
+                                         "are not UTF-8 text; JSON Lines exports must be UTF-8") from None
             except json.JSONDecodeError as e:
-                raise FileRejected(path, f"file {path.name}, line {lineno}: malformed JSON "
-                                         f"(column {e.colno}: {e.msg}); every line must be one JSON object")
+                raise FileRejected(path, f"file {name}, line {lineno}, column {e.colno}: malformed JSON "
+                                         f"({e.msg}); every line must be one JSON object") from None
             if not isinstance(rec, dict):
-                raise FileRejected(path, f"file {path.name}, line {lineno}: a {type(rec).__name__}, expected one "
+                raise FileRejected(path, f"file {name}, line {lineno}: a {type(rec).__name__}, expected one "
                                          "JSON object")
             recs.append(rec)
             lines.append(lineno)
             if len(recs) >= batch_rows:
                 yield recs, lines
                 recs, lines = [], []
+    except DecodeProblem as p:
+        raise FileRejected(path, f"file {name}, line {p.line}: {p.detail}") from None
     if recs:
         yield recs, lines
 
 
-def read_jsonl(path: Path, source: str, entity: str, batch_rows: int) -> ReadResult:
+def read_jsonl(path: Path, source: str, entity: str, batch_rows: int, notes: list[str] | None = None
+               ) -> ReadResult:
     fmt = "national_sync"
+    name = file_label(path, source, entity)
     if path.stat().st_size == 0:
-        raise FileRejected(path, f"file {path.name}: the file is empty")
-    chunks = _jsonl_records(path, batch_rows)
+        raise FileRejected(path, f"file {name}: the file is empty")
+    with path.open("rb") as fh:
+        head = fh.read(8192)
+    enc = bom_of(head)
+    kind = enc.kind if enc else (utf16_without_bom(head) or "utf-8")
+    bom = enc.bom if enc else 0
+    blank: list[int] = []
+    chunks = _jsonl_records(path, name, batch_rows, kind, bom, blank)
     first = next(chunks, None)  # the first batch is parsed now: its keys tell the columns found
     if first is None:
-        raise FileRejected(path, f"file {path.name}: no records (only blank lines)")
+        raise FileRejected(path, f"file {name}: no records (only blank lines)")
     hm, _ = _found_columns(first[0], fmt, entity)
     check_required(path, hm, source, entity, fmt, where=" in any record of the first batch")
+    notes = notes if notes is not None else []
+    skipped: dict[str, list[int]] = {}
 
     def batches() -> Iterator[pa.RecordBatch]:
         row = 1
         for recs, lines in _chain(first, chunks):
             yield records_to_raw_batch(recs, source, entity, fmt, start_row=row, lines=lines)
             row += len(recs)
+        if blank:
+            skipped["blank"] = blank
+            note_skipped(notes, skipped, f"file {name}", "line")
 
-    return ReadResult(path=path, source=source, entity=entity, format=fmt, file_kind="jsonl", encoding="utf-8",
+    label = "utf-8-sig" if kind == "utf-8" and bom else kind
+    return ReadResult(path=path, source=source, entity=entity, format=fmt, file_kind="jsonl", encoding=label,
                       delimiter=None, header_rows=[], first_data_line=None, columns=hm.columns,
-                      unknown_columns=hm.unknown_columns, batches=batches())
+                      unknown_columns=hm.unknown_columns, batches=batches(), notes=notes, skipped=skipped)
 
 
 def _chain(first, rest):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import unicodedata
 from decimal import Decimal
 
 import pytest
@@ -85,6 +86,8 @@ def test_jsonl_lines_and_nested_lists(tmp_path):
     _check_first(out[0])
     assert [(r["_source_row"], r["_source_line"]) for r in out] == [(1, 1), (2, 3)]
     assert json.loads(out[1]["supplements_json"]) == sup
+    assert res.skipped == {"blank": [2, 4]}
+    assert res.notes == ["file one_stop/dossiers/c.jsonl: 2 blank lines skipped (lines 2, 4)"]
 
 
 def test_jsonl_batches(tmp_path):
@@ -133,3 +136,87 @@ def test_records_to_raw_batch_for_other_entities_and_sql():
     assert s["channel"] is None and s["fee_vnd"] == "50000" and s["has_e_result"] == "true"
     assert s["supplement_count"] == "2" and s["_extra"] is None
     assert records_to_raw_batch([], "one_stop", "dossiers").num_rows == 0
+
+
+def _nfd(obj):
+    if isinstance(obj, str):
+        return unicodedata.normalize("NFD", obj)
+    if isinstance(obj, list):
+        return [_nfd(x) for x in obj]
+    if isinstance(obj, dict):
+        return {_nfd(k): _nfd(v) for k, v in obj.items()}
+    return obj
+
+
+@pytest.mark.parametrize("kind", ["json", "jsonl"])
+def test_nfd_json_reads_like_its_nfc_twin(tmp_path, kind):
+    recs = [dossier(1, GhiChú="Hồ sơ ưu tiên"), dossier(2, TrangThaiHoSo="Đã trả kết quả")]
+
+    def text(rs):
+        if kind == "json":
+            return json.dumps(rs, ensure_ascii=False)
+        return "\n".join(json.dumps(r, ensure_ascii=False) for r in rs) + "\n"
+
+    a = read_file(_write(tmp_path, f"nfc.{kind}", text(recs)), "one_stop", "dossiers")
+    b = read_file(_write(tmp_path, f"nfd.{kind}", text(_nfd(recs))), "one_stop", "dossiers")
+    assert b.unknown_columns == a.unknown_columns == ["GhiChú"]
+    ra, rb = rows(a), rows(b)
+    assert rb == ra
+    assert rb[1]["status"] == "Đã trả kết quả" and json.loads(rb[0]["_extra"]) == {"GhiChú": "Hồ sơ ưu tiên"}
+    assert rb[0]["fees_json"] == '[{"TenPhiLePhi":"Lệ phí chứng thực","Gia":12000}]'
+
+
+@pytest.mark.parametrize("kind", ["json", "jsonl"])
+def test_control_characters_in_json_strings_are_kept_not_a_broken_file(tmp_path, kind):
+    recs = [dossier(1, TenTTHC="Chứng thực\x00 bản\x1b sao\x07"), dossier(2)]
+    raw = [json.dumps(r, ensure_ascii=False) for r in recs]
+    raw[0] = raw[0].replace("\\u0000", "\x00").replace("\\u001b", "\x1b").replace("\\u0007", "\x07")
+    assert "\x00" in raw[0]  # raw control characters inside a string: not strict JSON
+    text = "[" + ",".join(raw) + "]" if kind == "json" else "\n".join(raw) + "\n"
+    out = rows(read_file(_write(tmp_path, f"cc.{kind}", text), "one_stop", "dossiers"))
+    assert [r["procedure_name"] for r in out] == ["Chứng thực\x00 bản\x1b sao\x07", "Chứng thực bản sao"]
+
+
+@pytest.mark.parametrize("codec,bom", [("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"), ("utf-16-le", b"")])
+def test_utf16_json_and_jsonl(tmp_path, codec, bom):
+    recs = [dossier(1), dossier(2, TrangThaiHoSo="Đang xử lý")]
+    ref = rows(read_file(_write(tmp_path, "ref.json", json.dumps(recs, ensure_ascii=False)), "one_stop", "dossiers"))
+    p = tmp_path / "one_stop" / "dossiers" / "u16.json"
+    p.write_bytes(bom + json.dumps(recs, ensure_ascii=False).encode(codec))
+    res = read_file(p, "one_stop", "dossiers")
+    assert res.encoding == codec and rows(res) == ref
+    q = tmp_path / "one_stop" / "dossiers" / "u16.jsonl"
+    q.write_bytes(bom + "\r\n".join(json.dumps(r, ensure_ascii=False) for r in recs).encode(codec))
+    res = read_file(q, "one_stop", "dossiers")
+    assert res.encoding == codec
+    assert [r["status"] for r in rows(res)] == ["10", "Đang xử lý"]
+
+
+def test_json_not_utf8_is_named_by_line(tmp_path):
+    text = json.dumps([dossier(1), dossier(2)], ensure_ascii=False, indent=1)
+    p = _write(tmp_path, "cp.json", "")
+    data = text.encode("cp1258", errors="replace")
+    p.write_bytes(data)
+    with pytest.raises(FileRejected) as ei:
+        read_file(p, "one_stop", "dossiers")
+    with pytest.raises(UnicodeDecodeError) as de:
+        data.decode("utf-8")
+    line = data[:de.value.start].count(b"\n") + 1
+    assert line > 1
+    assert ei.value.reason.startswith(f"file one_stop/dossiers/cp.json, line {line}: bytes 0x")
+    assert ei.value.reason.endswith("are not UTF-8 text; JSON exports must be UTF-8")
+    q = tmp_path / "one_stop" / "dossiers" / "cp.jsonl"
+    q.write_bytes(json.dumps(dossier(1), ensure_ascii=False).encode() + b"\n"
+                  + json.dumps(dossier(2), ensure_ascii=False).encode("cp1258", errors="replace") + b"\n")
+    with pytest.raises(FileRejected) as ei:
+        list(read_file(q, "one_stop", "dossiers").batches)
+    assert ei.value.reason.startswith("file one_stop/dossiers/cp.jsonl, line 2: bytes ")
+    assert "are not UTF-8 text" in ei.value.reason
+
+
+def test_malformed_json_is_named_by_line_and_column(tmp_path):
+    p = _write(tmp_path, "m.json", '[\n {"MaHoSo": "x",\n  "MaTTHC" "1.001612"}\n]')
+    with pytest.raises(FileRejected) as ei:
+        read_file(p, "one_stop", "dossiers")
+    assert ei.value.reason == ("file one_stop/dossiers/m.json, line 3, column 12: malformed JSON "
+                               "(Expecting ':' delimiter)")
