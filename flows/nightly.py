@@ -18,6 +18,7 @@ from prefect.states import Completed, Failed
 from flows import progress
 from flows.alerts import notify, on_crashed_hook, on_failure_hook
 from flows.runs import LOCAL_TZ, warehouse_run
+from transforms import agencies as agency_list
 from transforms import ingest
 from tthc.settings import Settings, get_settings
 from warehouse.ledger import Ledger
@@ -58,8 +59,10 @@ def ingest_file_task(f: ingest.InboxFile, warehouse: Path, ledger_url: str, run_
         log.info("%s: same content already ingested as batch %s; skipped", f.rel, out.duplicate_of)
     elif out.status == "rejected_before":  # reported when it was rejected; not a new failure
         log.warning("%s", out.error)
+    elif out.status in ("skipped", "skipped_before"):  # only listed (hidden, temporary, not data)
+        log.info("%s", out.error)
     else:
-        log.error("%s: %s", f.rel, out.error)
+        log.error("%s", out.error if f.rel in (out.error or "") else f"{f.rel}: {out.error}")
     return out
 
 
@@ -186,13 +189,23 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
     log = get_run_logger()
     settings: Settings = get_settings(inbox=inbox, warehouse=warehouse, as_of=as_of)
     as_of = settings.as_of or default_as_of()
+    night_source = settings.resolved_agencies_path
     with warehouse_run(settings, "r", as_of, str(settings.inbox)) as run:
         wh, ledger, run_id = run.warehouse, run.ledger, run.run_id
         if run.rolled_back:
             log.warning("rolled back %d batch(es) left unfinished by an interrupted run: %s",
                         len(run.rolled_back), ", ".join(run.rolled_back))
-        agencies = ingest.load_agencies(settings.resolved_agencies_path)
-        codes = [a["agency_code"] for a in agencies]
+        # the agency list: today's when it reads cleanly (kept in the warehouse as the last good one), else the
+        # last good one (the run then fails and says so); with none, nothing is ingested and nothing rebuilt
+        night = agency_list.for_night(settings.resolved_agencies_path, wh)
+        agencies_alert = night.alert()
+        if night.rows is None:
+            return _without_agency_list(settings, wh, ledger, run_id, as_of, agencies_alert, log)
+        if agencies_alert:
+            log.error("%s", agencies_alert)
+        # ingest, gate, core and marts read the kept copy (one encoding, delimiter and date format for DuckDB)
+        settings = settings.model_copy(update={"agencies_path": night.path})
+        codes = night.codes
         key = settings.pseudonym_key_bytes(create=True)
 
         # 1. pulls (export API, replica): staged and gated one batch per source/entity
@@ -208,8 +221,16 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
         outcomes: list[ingest.FileOutcome] = []
         for i, f in enumerate(files):
             progress.report("ingest", i, len(files), f.rel)
-            outcomes.append(ingest_file_task(f, wh, settings.resolved_ledger_url, run_id, codes, key,
-                                             settings.batch_rows))
+            try:
+                outcomes.append(ingest_file_task(f, wh, settings.resolved_ledger_url, run_id, codes, key,
+                                                 settings.batch_rows))
+            except OSError as exc:  # transient I/O still failing after the retries: that file waits for tomorrow
+                if exc.errno in ingest.MACHINE_ERRNOS:
+                    raise  # the warehouse's disk or the machine: no file is to blame, the run fails
+                outcomes.append(ingest.FileOutcome(
+                    rel=f.rel, status="failed", source=f.source, entity=f.entity, file_kind=f.kind,
+                    error=f"cannot read file {f.rel}: {exc.strerror or exc} (3 attempts); it is tried again at the "
+                          f"next run"))
         progress.report("ingest", len(files), len(files), "")
         ledger.check_balance(run_id)
 
@@ -234,7 +255,10 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
         dq_violation = _build_mart_dq(wh, settings, run_id, ledger, log)
 
         # 5. reports, artifacts, alerts
-        rejected = ([{"file": o.rel, "message": o.error} for o in outcomes if o.status in ("rejected", "failed")]
+        # files refused or not read, and (the first night they are seen) the ones only listed
+        rejected = ([{"file": str(night_source), "message": agencies_alert}] if agencies_alert else []) + (
+                    [{"file": o.rel, "message": o.error} for o in outcomes
+                     if o.status in ("rejected", "failed", "skipped")]
                     + [{"file": f"pull {p.source}/{p.entity} ({p.kind})", "message": p.error}
                        for p in pulls if p.status == "failed"]
                     + ([{"file": "core/marts", "message": build["contract_violation"]}]
@@ -242,6 +266,8 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
                     + ([{"file": "mart_dq", "message": dq_violation}] if dq_violation else []))
         reports = build_reports(wh, run_id, gate_results, rejected=rejected)
         summary = ingest.summarize(outcomes)
+        if agencies_alert:
+            summary["agencies"] = f"broken; the last good list of {night.kept_on} was used"
         summary.update({"batches_passed": len(passed), "batches_held": len(held),
                         "pulls": len(pulls), "pulls_failed": sum(p.status == "failed" for p in pulls),
                         "rebuild": build.get("rebuild"), "report": str(reports["html"])})
@@ -255,7 +281,8 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
                                  markdown=_summary_markdown(run_id, as_of, outcomes, build) + "\n\n"
                                  + reports["markdown"])
         notify(settings, reports["summary"])
-        problems = ([o.error or o.rel for o in outcomes if o.status in ("rejected", "failed")]
+        problems = ([agencies_alert] if agencies_alert else []) + (
+                    [o.error or o.rel for o in outcomes if o.status in ("rejected", "failed")]
                     + [g.summary_line() for g in held]
                     + ([build["contract_violation"]] if build.get("contract_violation") else [])
                     + ([dq_violation] if dq_violation else [])
@@ -266,6 +293,28 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
             return Failed(message="; ".join(problems))
         return Completed(message=f"{summary['staged']} file(s) staged, {len(pulls)} pull(s); "
                                  f"core/marts: {build.get('rebuild')} ({build.get('reason')})")
+
+
+def _without_agency_list(settings: Settings, wh: Path, ledger: Ledger, run_id: str, as_of: date, message: str,
+                         log):
+    """The night when agencies.csv is unusable and no good list was ever kept: every row would be quarantined as
+    an unknown agency, so nothing new is pulled or ingested (the inbox files wait, unchanged), core and marts stay
+    as they were, and the run fails with a critical alert that says why."""
+    from transforms.quality.report import build_reports
+
+    log.error("%s", message)
+    inbox = Path(settings.inbox)
+    waiting = ingest.discover(inbox) if inbox.is_dir() else []
+    rejected = [{"file": str(settings.resolved_agencies_path), "message": message}]
+    reports = build_reports(wh, run_id, [], rejected=rejected, data_docs=False)
+    notify(settings, reports["summary"])
+    create_markdown_artifact(key="nightly-summary", markdown=(
+        f"# Nightly run {run_id} (as of {as_of})\n\n{message}\n\n{len(waiting)} inbox entr(ies) wait for a usable "
+        f"agencies.csv; nothing was ingested, core and marts are unchanged.\n\n" + reports["markdown"]))
+    ledger.finish_run(run_id, "failed", {"as_of": str(as_of), "files": 0, "waiting": len(waiting),
+                                         "agencies": message.splitlines()[0], "rebuild": "none",
+                                         "report": str(reports["html"])})
+    return Failed(message=message)
 
 
 def _build_mart_dq(wh: Path, settings: Settings, run_id: str, ledger: Ledger, log) -> str | None:
@@ -288,10 +337,15 @@ def _summary_markdown(run_id: str, as_of: date, outcomes: list[ingest.FileOutcom
     lines = [f"# Nightly run {run_id} (as of {as_of})", "",
              f"Files: {s['files']} (staged {s['staged']}, already ingested {s['duplicate']}, "
              f"rejected {s['rejected']}, rejected before and unchanged {s['rejected_before']}, "
-             f"failed {s['failed']}); rows raw {s['rows_raw']}, staged "
+             f"failed {s['failed']}, only listed {s['skipped'] + s['skipped_before']}); rows raw {s['rows_raw']}, "
+             f"staged "
              f"{s['rows_staged']}, quarantined {s['rows_quarantined']}.", "",
              f"Core and marts: {build.get('rebuild')} ({build.get('reason')}).", ""]
     problems = [o for o in outcomes if o.status in ("rejected", "rejected_before", "failed")]
     if problems:
         lines += ["## Files not loaded", ""] + [f"- `{o.rel}`: {o.error}" for o in problems] + [""]
+    listed = [o for o in outcomes if o.status in ("skipped", "skipped_before")]
+    if listed:
+        lines += ["## Entries only listed (not data, not read)", ""] + [f"- `{o.rel}`: {o.error}" for o in listed]
+        lines += [""]
     return "\n".join(lines)

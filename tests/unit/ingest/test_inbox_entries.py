@@ -203,7 +203,8 @@ def test_a_file_that_cannot_be_read_is_its_failure_and_the_next_files_are_ingest
     locked_rel = "dvc_portal/e_certifications/0_khoa.csv"  # read first: every file after it must still get in
     shutil.copyfile(inbox / entries[0], inbox / locked_rel)
     os.chmod(inbox / locked_rel, 0)
-    res = run_as_anyone([sys.executable, "-c", _SCRIPT, str(inbox), str(wh)], cwd=ROOT)
+    res = run_as_anyone([sys.executable, "-c", _SCRIPT, str(inbox), str(wh)], cwd=ROOT,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
     outs = {o["rel"]: o for o in json.loads(res.stdout)}
