@@ -171,6 +171,13 @@ def test_partly_damaged_mojibake_is_rejected(tmp_path):
     assert ei.value.reason.startswith("file one_stop/dossiers/moji2.csv: line 4: the CP1252 round-trip repair fails")
 
 
+def test_random_bytes_are_rejected_as_binary(tmp_path):
+    p = write(tmp_path, "bad.csv", random.Random(7).randbytes(4000))
+    with pytest.raises(FileRejected) as ei:
+        read_file(p, "one_stop", "dossiers")
+    assert ei.value.reason.startswith("file one_stop/dossiers/bad.csv is not a CSV text file: it is binary data")
+
+
 def test_text_of_no_known_encoding_is_rejected(tmp_path):
     # decodes as cp1258 without error but no line is the expected header
     raw = bytes(range(0xA0, 0x100)) * 10 + b"\n" + b"\xe9\xe8" * 20 + b"\n"

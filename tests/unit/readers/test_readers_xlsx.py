@@ -138,8 +138,8 @@ def test_corrupt_or_headerless_workbook(tmp_path):
     p.write_bytes(b"PK\x03\x04 this is not a workbook")
     with pytest.raises(FileRejected) as ei:
         read_file(p, "one_stop", "dossiers")
-    assert ei.value.reason == ("file one_stop/dossiers/hong.xlsx: a damaged Excel workbook (its ZIP structure cannot "
-                               "be read: File is not a zip file); export it again")
+    assert ei.value.reason == ("file one_stop/dossiers/hong.xlsx is not an Excel workbook (.xlsx): it is a damaged "
+                               "ZIP file (an Excel workbook cut short, e.g. an interrupted download?)")
     q = _path(tmp_path, "trong.xlsx")
     q.write_bytes(b"")
     with pytest.raises(FileRejected, match="empty"):
