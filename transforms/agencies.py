@@ -1,7 +1,8 @@
 """agencies.csv, read like any input, and the warehouse's last good copy of it.
 
-Reading (``read_agencies``): the text encoding is detected (UTF-8 with or without BOM, UTF-16 with or without
-BOM, UTF-8 damaged by a CP1252 round trip, Windows-1258) and the text NFC-normalised; the delimiter is the one of
+Reading (``read_agencies``): the text encoding is detected as for every export (``transforms.readers._text``: UTF-8
+with or without BOM, UTF-16 with or without BOM, Windows-1258, UTF-8 damaged by a CP1252 round trip) and the text
+NFC-normalised; the delimiter is the one of
 ``,`` ``;`` or tab under which the header line names the most agency columns; header names are matched after NFC,
 casefold and spaces/hyphens taken as ``_``. Dates are ``YYYY-MM-DD`` or, as offices write them, ``DD/MM/YYYY``
 (also ``DD-MM-YYYY``, ``DD.MM.YYYY``); levels are matched case-insensitively. Every problem found is one line:
@@ -39,7 +40,7 @@ MAX_PROBLEMS = 20  # lines of one message; the rest are counted
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y-%m-%d %H:%M:%S")
-_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # (U+FFFD and C1: the readers' bad_char_problem)
 
 
 class AgenciesError(ValueError):
@@ -55,45 +56,38 @@ class AgenciesError(ValueError):
 
 # ---------------------------------------------------------------------------------------------------- decoding
 def decode(data: bytes, path: Path) -> tuple[str, str]:
-    """(text, encoding name) of a small text file; raises AgenciesError naming the file when no encoding fits."""
-    from transforms.readers.csv_reader import repair_mojibake
+    """(text, encoding) of the list, detected as for any export (``transforms.readers._text``: BOM, UTF-16 without
+    BOM, UTF-8, Windows-1258, CP1252 round-trip damage repaired), NFC; raises AgenciesError naming the file."""
+    from transforms.readers._text import (
+        DecodeProblem,
+        bad_char_problem,
+        decode_sample,
+        looks_like_mojibake,
+        repair_mojibake,
+    )
 
-    def fail(detail: str):
-        raise AgenciesError(path, [f"{path}: {detail}; save the list as UTF-8 (CSV UTF-8 in Excel) and run again"])
+    def fail(line: int, detail: str):
+        raise AgenciesError(path, [f"{path}, line {line}: {detail}; save the list as UTF-8 (CSV UTF-8 in Excel) "
+                                   f"and run again"])
 
-    if data.startswith(b"\xef\xbb\xbf"):
-        candidates = [("utf-8-sig", "UTF-8 with BOM")]
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        candidates = [("utf-16", "UTF-16")]
-    elif b"\x00" in data[:4096]:  # UTF-16 without BOM: every ASCII character comes with a NUL byte
-        head = data[:4096]
-        even, odd = head[0::2].count(0), head[1::2].count(0)
-        candidates = [("utf-16-le", "UTF-16 LE")] if odd > even else [("utf-16-be", "UTF-16 BE")]
-    else:
-        candidates = [("utf-8", "UTF-8"), ("cp1258", "Windows-1258")]
-    text, name = None, None
-    for codec, label in candidates:
+    try:
+        enc, text = decode_sample(data, complete=True)
+    except DecodeProblem as e:
+        fail(e.line, f"the text encoding could not be determined ({e.detail})")
+    name = enc.describe
+    if enc.kind == "utf-8" and looks_like_mojibake(text):  # real Vietnamese cannot survive the round trip
         try:
-            text, name = data.decode(codec), label
-            break
-        except UnicodeDecodeError as e:
-            if len(candidates) == 1 or codec == "cp1258":
-                line = data[:e.start].count(b"\n") + 1
-                tried = "UTF-8 nor Windows-1258" if codec == "cp1258" else label
-                fail(f"the text is not {tried} (byte 0x{data[e.start]:02X} on line {line})")
-    assert text is not None and name is not None
-    if name == "UTF-8":
-        try:
-            fixed = repair_mojibake(text)
+            text, name = repair_mojibake(text), "UTF-8 repaired from a CP1252 round trip"
         except UnicodeError:
-            fixed = text
-        if fixed != text:  # real Vietnamese cannot survive the CP1252 round trip; damaged text can
-            text, name = fixed, "UTF-8 repaired from a CP1252 round trip"
+            pass
     text = unicodedata.normalize("NFC", text.lstrip("\ufeff"))
-    m = _BAD_CHARS.search(text)
+    bad = bad_char_problem(text)
+    if bad is not None:
+        fail(bad.line, f"{bad.detail} (read as {name})")
+    m = _CONTROL.search(text)
     if m:
-        line = text.count("\n", 0, m.start()) + 1
-        fail(f"line {line}: control or replacement character U+{ord(m.group()):04X} in the text (read as {name})")
+        fail(text.count("\n", 0, m.start()) + 1, f"control character U+{ord(m.group()):04X} in the text (read as "
+                                                  f"{name})")
     return text, name
 
 

@@ -184,14 +184,18 @@ def test_undecodable_text_names_the_file_and_line(tmp_path):
     p = tmp_path / "agencies.csv"
     p.write_bytes("\n".join([HEADER, *GOOD[:2]]).encode("cp1258", errors="ignore") + b"\nH99.2,X\xec\x8a,district,,,,,\n")
     (msg,) = _problems(p)
-    assert msg.startswith(str(p)) and "not UTF-8 nor Windows-1258" in msg and "line 4" in msg
+    assert msg.startswith(f"{p}, line 4: the text encoding could not be determined")
+    assert "neither UTF-8 nor Windows-1258" in msg
     assert "save the list as UTF-8" in msg
 
 
 def test_control_characters_are_a_problem_with_their_line(tmp_path):
     p = _agencies(tmp_path, [GOOD[0], "H99.1,Huyện\x1bMột,district,H99,2023-01-01,,,"])
     (msg,) = _problems(p)
-    assert msg.startswith(str(p)) and "line 3" in msg and "U+001B" in msg
+    assert msg.startswith(f"{p}, line 3: control character U+001B")
+    p = _agencies(tmp_path, [GOOD[0], "H99.1,Huy\ufffdn,district,H99,2023-01-01,,,"])
+    (msg,) = _problems(p)
+    assert msg.startswith(f"{p}, line 3: U+FFFD")
 
 
 def test_a_delimiter_after_every_line_is_tolerated(tmp_path):
