@@ -168,7 +168,7 @@ def discover(inbox: Path) -> list[InboxFile]:
     out: list[InboxFile] = []
 
     def listed(path: Path, parts: tuple[str, ...], status: str, why: str, *, folder: bool = False) -> None:
-        rel = "/".join(shown(p) for p in parts) + ("/" if folder else "")
+        rel = ("/".join(shown(p) for p in parts) or ".") + ("/" if folder else "")
         src, ent = (parts[0], parts[1]) if len(parts) >= 2 and ENTITY_SOURCE.get(parts[1]) == parts[0] else (None,
                                                                                                           None)
         out.append(InboxFile(path, rel, src, ent, None, problem=why, listed=status))

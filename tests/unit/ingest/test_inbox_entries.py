@@ -203,6 +203,10 @@ def test_a_file_that_cannot_be_read_is_its_failure_and_the_next_files_are_ingest
     locked_rel = "dvc_portal/e_certifications/0_khoa.csv"  # read first: every file after it must still get in
     shutil.copyfile(inbox / entries[0], inbox / locked_rel)
     os.chmod(inbox / locked_rel, 0)
+    locked_dir = inbox / "dvc_portal" / "procedures"  # a folder nobody may list
+    locked_dir.mkdir(exist_ok=True)
+    (locked_dir / "danhmuc.csv").write_bytes(b"x")
+    os.chmod(locked_dir, 0)
     res = run_as_anyone([sys.executable, "-c", _SCRIPT, str(inbox), str(wh)], cwd=ROOT,
                         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0, res.stderr
@@ -221,6 +225,11 @@ def test_a_file_that_cannot_be_read_is_its_failure_and_the_next_files_are_ingest
         ledger.dispose()
     assert rows[locked_rel]["status"] == "failed" and rows[locked_rel]["error"] == locked["error"]
     assert not list(wh.glob(f"*/{locked['batch_id']}.parquet"))
+    folder = outs["dvc_portal/procedures/"]
+    assert folder["status"] == rows["dvc_portal/procedures/"]["status"] == "failed"
+    assert folder["error"] == ("dvc_portal/procedures/: cannot list this folder: permission denied; ask the operator "
+                               "to fix its permissions")
+    os.chmod(locked_dir, 0o755)  # (for the clean-up)
 
 
 def test_a_file_gone_between_discovery_and_reading_is_its_failure(tmp_path):
