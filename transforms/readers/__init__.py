@@ -4,8 +4,9 @@ The mapping files in transforms/mappings/ (data, not code) say which header or f
 canonical column. Every batch has exactly ``raw_schema(source, entity)``: all canonical names of every mapping
 file of the entity (missing ones all-null), ``_extra`` (JSON object text of the values of unmapped columns,
 null when none), ``_source_row`` (1-based data record ordinal in the file) and ``_source_line`` (what a person
-looks up: the sheet row of an XLSX, the physical line of a CSV with the header on line 1, the line of a JSONL,
-the 1-based element index of a JSON array). Empty or blank cells are null.
+looks up: the sheet row of an XLSX, the physical line of a CSV (title block, blank lines and line breaks inside
+quoted cells counted), the line of a JSONL, the 1-based element index of a JSON array). Empty or blank cells are
+null; text is NFC-normalised.
 
 A file is read by what its bytes are, whatever its extension (``sniff_kind``): a ZIP holding a workbook is an
 XLSX, text is CSV, JSON or JSONL by its content. A file read as another kind than its name says gets a sentence

@@ -272,7 +272,8 @@ def test_a_row_cut_short_at_the_end_is_rejected_not_taken_for_a_footer(tmp_path)
 def test_lines_after_bad_footer_rows_and_multiline_cells_stay_exact(tmp_path):
     rs = [list(r) for r in DOSSIER_ROWS]
     rs[1][2] = "Chứng thực\nbản sao\nlần 2"
-    data = csv_text(DOSSIER_HEADERS, rs) + "Tổng cộng,3\n\n\"Ghi chú:\nhồ sơ trễ hạn\"\nH19.1-230101-0001,,,,,,,08/01/2023\n"
+    data = (csv_text(DOSSIER_HEADERS, rs) + "Tổng cộng,3\n\n\"Ghi chú:\nhồ sơ trễ hạn\"\n"
+            + "H19.1-230101-0001,,,,,,,08/01/2023\n")
     p = write(tmp_path, "after.csv", data.encode())
     res = read_file(p, "one_stop", "dossiers", batch_rows=2)
     out = rows(res)
