@@ -31,6 +31,7 @@ class WarehouseRun:
 def warehouse_run(settings: Settings, prefix: str, as_of: date | None, label: str) -> Iterator[WarehouseRun]:
     """Hold the warehouse's lock, record a run in the ledger, roll back what a killed run left; on an error the
     run is recorded failed (and the error raised again); the ledger and the lock are always released."""
+    store.use_warehouse_umask()  # explicit modes whatever the operator's umask (store.WAREHOUSE_UMASK)
     wh = Path(settings.warehouse)
     wh.mkdir(parents=True, exist_ok=True)
     with warehouse_lock(wh):  # one writer per warehouse; recovery only under the lock

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     if debug:
         os.environ["TTHC_DEBUG"] = "1"
+    from warehouse.store import use_warehouse_umask
+
+    use_warehouse_umask()  # what tthc writes gets explicit modes, whatever the umask it was started with
     try:
         app(args=args, prog_name="tthc", standalone_mode=True)
     except SystemExit:

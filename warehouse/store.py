@@ -77,6 +77,17 @@ def table_exists(warehouse: Path, table: str) -> bool:
     return bool(table_files(warehouse, table))
 
 
+# The modes the warehouse is written with, whatever the operator's umask (a umask of 000 made the root, stg_,
+# core_ and _reports world-writable): folders 0755 and files 0644 (analysts read them), and owner-only
+# (0700/0600) for what holds personal data (raw_, quarantine_, _secrets).
+WAREHOUSE_UMASK = 0o022
+
+
+def use_warehouse_umask() -> int:
+    """Set the process umask the warehouse is written with; returns the previous one."""
+    return os.umask(WAREHOUSE_UMASK)
+
+
 def is_private(table: str) -> bool:
     return table.startswith(PRIVATE_PREFIXES)
 
