@@ -338,6 +338,8 @@ def test_bad_input_night(name, prefect_harness, corpus_env, corpus_base, clean_b
     outcomes = [case.expect, *case.expect.otherwise]
     found = [night_problems(e, case, night, wh, corpus_base, clean_build, work) for e in outcomes]
     problems = min(found, key=len) if any(not f for f in found) else found[0]
+    if os.environ.get("TTHC_CORPUS_VERBOSE"):
+        print(f"\n[{name}] exit {night.exit_code}; outcome met: {[i for i, f in enumerate(found) if not f]}")
     if len(outcomes) > 1 and problems:
         problems = problems + [f"(nor the other accepted outcome: {'; '.join(f)})" for f in found[1:]]
 
