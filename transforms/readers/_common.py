@@ -173,6 +173,7 @@ class HeaderMatch:
     canonical: list[str | None]  # canonical name per file column, None if unknown / duplicate / blank
     unknown: list[int]  # indices of file columns whose values go to _extra
     extra_keys: dict[int, str]  # file column index -> key used in _extra
+    repeated: dict[int, str] = field(default_factory=dict)  # file column -> the canonical an earlier column has
 
     @property
     def columns(self) -> list[str]:
@@ -195,12 +196,15 @@ def match_headers(headers: Sequence[Any], fmt: str, entity: str) -> HeaderMatch:
     unknown: list[int] = []
     extra_keys: dict[int, str] = {}
     used_keys: set[str] = set()
+    repeated: dict[int, str] = {}
     for i, h in enumerate(texts):
         canon = lookup.get(normalize_header(h)) if h else None
         if canon is not None and canon not in seen:
             seen.add(canon)
             canonical.append(canon)
             continue
+        if canon is not None:
+            repeated[i] = canon
         canonical.append(None)
         key = unicodedata.normalize("NFC", h) if h else f"column {i + 1}"
         base, n = key, 2
@@ -210,7 +214,7 @@ def match_headers(headers: Sequence[Any], fmt: str, entity: str) -> HeaderMatch:
         used_keys.add(key)
         unknown.append(i)
         extra_keys[i] = key
-    return HeaderMatch(texts, canonical, unknown, extra_keys)
+    return HeaderMatch(texts, canonical, unknown, extra_keys, repeated)
 
 
 def check_required(path: Path, hm: HeaderMatch, source: str, entity: str, fmt: str, where: str = "") -> None:
@@ -223,6 +227,14 @@ def check_required(path: Path, hm: HeaderMatch, source: str, entity: str, fmt: s
             path,
             f"file {file_label(path, source, entity)}: required column{'' if one else 's'} {names} not "
             f"found{where}; the {entity} export must have {'it' if one else 'them'} (headers found: {found})",
+        )
+    for i, canon in hm.repeated.items():  # two columns meaning one: which holds the values cannot be told
+        first = hm.canonical.index(canon)
+        raise FileRejected(
+            path,
+            f"file {file_label(path, source, entity)}: the column '{display_header(fmt, entity, canon)}' ({canon}) "
+            f"is named twice{where}: column {first + 1} '{hm.headers[first]}' and column {i + 1} '{hm.headers[i]}'; "
+            "which of the two holds its values cannot be told: keep one and drop the file again",
         )
 
 

@@ -10,7 +10,8 @@
   CR and LF (NUL, ESC, BEL) stay in the value they are in; staging quarantines that row (``control_character``).
   U+FFFD or C1 controls in the text mean a wrong encoding: the file is rejected naming the line and column.
 - Rows: a blank row (every cell empty, or an empty line) is skipped and counted. After the last row carrying
-  every key column, the rows left are looked at: from a footer row on (a row starting with 'Tổng', 'Cộng',
+  every key column (and not itself a footer row: a signature may fill the key columns), the rows left are
+  looked at: from a footer row on (a row starting with 'Tổng', 'Cộng',
   'Người lập', 'Ghi chú', ... or holding one cell of text outside the key columns) they are the footer, not data,
   and are listed in ``ReadResult.skipped['footer']`` and the notes; rows before the footer are data. A line with
   the wrong number of fields is rejected with its line number, unless it is part of the footer.
@@ -204,6 +205,18 @@ def read_csv(path: Path, source: str, entity: str, batch_rows: int, notes: list[
     skipped: dict[str, list[int]] = {}
     where = f"file {name}"
 
+    key_set = set(key_idx)
+
+    def with_keys(batch: pa.RecordBatch) -> np.ndarray:
+        """Indices of the rows whose key columns are all filled."""
+        has_keys = np.ones(batch.num_rows, dtype=bool)
+        for i in key_idx:
+            has_keys &= batch.column(i).is_valid().to_numpy(zero_copy_only=False)
+        return np.flatnonzero(has_keys)
+
+    def row_cells(batch: pa.RecordBatch, j: int) -> list[str | None]:
+        return [batch.column(i)[j].as_py() for i in range(ncols)]
+
     def _cells(text: str) -> list[str | None]:
         cells = next(csv.reader(io.StringIO(text, newline=""), delimiter=delim), [])
         return [c if c.strip() else None for c in cells]
@@ -271,7 +284,7 @@ def read_csv(path: Path, source: str, entity: str, batch_rows: int, notes: list[
             for bad_line, text in sorted(bad_rows):
                 if bad_line >= line:
                     break
-                if in_footer or is_footer_start(_cells(text), set(key_idx)):
+                if in_footer or is_footer_start(_cells(text), key_set):
                     in_footer = True
                     skipped.setdefault("footer", []).append(bad_line)
                 else:
@@ -327,15 +340,18 @@ def read_csv(path: Path, source: str, entity: str, batch_rows: int, notes: list[
                         batch, lines, n = batch.take(pa.array(keep)), lines[keep], len(keep)
                         if n == 0:
                             continue
-                # the last row carrying every key column: the rows after it may be a footer
+                # the last row carrying every key column and not itself a footer row (a signature line may
+                # fill the key columns): the rows after it may be a footer
+                idx = None
                 if not key_idx or all(batch.column(i)[n - 1].is_valid for i in key_idx):
                     last = n - 1
                 else:
-                    has_keys = np.ones(n, dtype=bool)
-                    for i in key_idx:
-                        has_keys &= batch.column(i).is_valid().to_numpy(zero_copy_only=False)
-                    idx = np.flatnonzero(has_keys)
+                    idx = with_keys(batch)
                     last = int(idx[-1]) if idx.size else -1
+                while last >= 0 and is_footer_start(row_cells(batch, last), key_set):
+                    idx = with_keys(batch) if idx is None else idx
+                    earlier = idx[idx < last]
+                    last = int(earlier[-1]) if earlier.size else -1
                 if last >= 0:
                     data_up_to(int(lines[last]))
                     for part, ln in pending:
@@ -366,7 +382,7 @@ def read_csv(path: Path, source: str, entity: str, batch_rows: int, notes: list[
             for line, text in bad_rows:
                 tail.append((line, _cells(text), text))
             tail.sort(key=lambda t: t[0])
-            footer = next((k for k, t in enumerate(tail) if is_footer_start(t[1], set(key_idx))), len(tail))
+            footer = next((k for k, t in enumerate(tail) if is_footer_start(t[1], key_set)), len(tail))
             for line, _row, what in tail[:footer]:
                 if isinstance(what, str):
                     raise field_count_problem(line, what)
@@ -381,6 +397,8 @@ def read_csv(path: Path, source: str, entity: str, batch_rows: int, notes: list[
             for k in skipped:
                 skipped[k].sort()
             note_skipped(notes, skipped, where, "line")
+            if out_row == 1:
+                notes.append(f"{where}: no data rows below the header (line {found.start_line})")
         finally:
             src.close()
             if tmp is not None:

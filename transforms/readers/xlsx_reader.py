@@ -203,6 +203,8 @@ def read_xlsx(path: Path, source: str, entity: str, batch_rows: int, notes: list
     def batches() -> Iterator[pa.RecordBatch]:
         if first is None:
             yield columns_to_batch(source, entity, hm, [[] for _ in range(ncols)], 1, [])
+            notes.append(f"file {label}, sheet '{sheet_name}': no data rows below the header (row "
+                         f"{header_rows[-1]})")
             return
         cols: list[list[str | None]] = [[] for _ in range(ncols)]
         lines: list[int] = []
@@ -241,6 +243,9 @@ def read_xlsx(path: Path, source: str, entity: str, batch_rows: int, notes: list
         if lines or row_no == 1:
             yield flush()
         note_skipped(notes, skipped, f"file {label}, sheet '{sheet_name}'", "row")
+        if row_no == 1:
+            notes.append(f"file {label}, sheet '{sheet_name}': no data rows below the header (row "
+                         f"{header_rows[-1]})")
 
     return ReadResult(path=path, source=source, entity=entity, format=fmt, file_kind="xlsx", encoding=None,
                       delimiter=None, header_rows=header_rows, first_data_line=first_line, columns=hm.columns,

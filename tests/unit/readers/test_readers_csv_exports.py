@@ -290,4 +290,35 @@ def test_lines_after_bad_footer_rows_and_multiline_cells_stay_exact(tmp_path):
 def test_header_only_and_sample_inbox_shapes_unchanged(tmp_path):
     p = write(tmp_path, "h.csv", (",".join(DOSSIER_HEADERS) + "\r\n").encode())
     res = read_file(p, "one_stop", "dossiers")
-    assert table(res).num_rows == 0 and res.notes == [] and res.skipped == {}
+    assert table(res).num_rows == 0 and res.skipped == {}
+    assert res.notes == ["file one_stop/dossiers/h.csv: no data rows below the header (line 1)"]
+
+
+def test_a_signature_line_filling_the_key_columns_is_footer_not_data(tmp_path):
+    n = len(DOSSIER_HEADERS)  # Mã hồ sơ first, Ngày cập nhật last: the signature lands in both key columns
+    foot = [["Tổng cộng: 3 hồ sơ"] + [""] * (n - 1), [""] * n,
+            ["NGƯỜI LẬP BIỂU"] + [""] * (n - 2) + ["THỦ TRƯỞNG ĐƠN VỊ"]]
+    p = write(tmp_path, "sig.csv", csv_text(DOSSIER_HEADERS, [*DOSSIER_ROWS, *foot]).encode())
+    res = read_file(p, "one_stop", "dossiers", batch_rows=2)
+    assert [r["dossier_id"] for r in rows(res)] == [r[0] for r in DOSSIER_ROWS]
+    assert res.skipped == {"blank": [6], "footer": [5, 7]}
+    assert res.notes[1] == ("file one_stop/dossiers/sig.csv: 2 lines of the footer below the data not read as data "
+                            "(lines 5, 7)")
+
+
+def test_a_column_named_twice_is_rejected_naming_both(tmp_path):
+    headers = [*DOSSIER_HEADERS, "Ngày cập nhật"]
+    rs = [[*r, r[5]] for r in DOSSIER_ROWS]  # the second one holds other values
+    title = "DANH SÁCH HỒ SƠ\n"
+    p = write(tmp_path, "twice.csv", (title + csv_text(headers, rs)).encode())
+    with pytest.raises(FileRejected) as ei:
+        read_file(p, "one_stop", "dossiers")
+    assert ei.value.reason == (
+        "file one_stop/dossiers/twice.csv: the column 'Ngày cập nhật' (updated_at) is named twice in the header "
+        "(line 2): column 8 'Ngày cập nhật' and column 9 'Ngày cập nhật'; which of the two holds its values cannot "
+        "be told: keep one and drop the file again")
+    # two different aliases of one column are the same ambiguity
+    q = write(tmp_path, "alias.csv", csv_text([*DOSSIER_HEADERS, "updated_at"], rs).encode())
+    with pytest.raises(FileRejected, match="named twice in the header .line 1.: column 8 'Ngày cập nhật' and column 9 "
+                                           "'updated_at'"):
+        read_file(q, "one_stop", "dossiers")

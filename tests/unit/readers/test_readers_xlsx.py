@@ -283,3 +283,26 @@ def test_the_unpacked_size_limit_needs_both_size_and_ratio(tmp_path, monkeypatch
     monkeypatch.setattr(xr, "UNPACKED_RATIO_MAX", 1)
     with pytest.raises(FileRejected, match="would unpack to"):
         read_file(p, "one_stop", "dossiers")
+
+
+def test_header_only_sheet_says_no_data_rows(tmp_path):
+    p = _path(tmp_path, "chi_tieu_de.xlsx")
+    _dossier_sheet(p, [])
+    res = read_file(p, "one_stop", "dossiers")
+    assert rows(res) == []
+    assert res.notes == ["file one_stop/dossiers/chi_tieu_de.xlsx, sheet 'Hồ sơ': no data rows below the header "
+                         "(row 3)"]
+
+
+def test_a_column_named_twice_in_a_sheet_is_rejected(tmp_path):
+    p = _path(tmp_path, "hai_lan.xlsx")
+    wb = openpyxl.Workbook()
+    wb.active.append([*DOSSIER_HEADERS, "Mã hồ sơ"])
+    wb.active.append(["H19.1-230101-0001", "1.001612", "", "", "10", "", "", "01/01/2023", "H19.1-230101-0002"])
+    wb.save(p)
+    with pytest.raises(FileRejected) as ei:
+        read_file(p, "one_stop", "dossiers")
+    assert ei.value.reason == (
+        "file one_stop/dossiers/hai_lan.xlsx: the column 'Mã hồ sơ' (dossier_id) is named twice in the header (sheet "
+        "'Sheet', row 1): column 1 'Mã hồ sơ' and column 9 'Mã hồ sơ'; which of the two holds its values cannot be "
+        "told: keep one and drop the file again")
