@@ -34,6 +34,12 @@ from transforms.readers._common import (
 from transforms.readers._text import DecodeProblem, bom_of, decode_all, utf16_without_bom
 
 
+# A JSONL line that is no JSON object (cut in half, a stray line) is a row problem, not a file problem: it
+# becomes a row whose mapped columns are empty and whose ``_extra`` holds the line's text under this key, so raw
+# keeps it and staging sets it aside (its required columns are empty).
+MALFORMED_KEY = "_malformed_json"
+
+
 def _key_lookup(fmt: str, entity: str) -> tuple[dict[str, str], dict[str, str]]:
     """(exact field name -> canonical, normalized field name -> canonical) for one entity of one format."""
     from transforms.readers._common import entity_mapping
@@ -112,7 +118,7 @@ def _found_columns(records: list[dict], fmt: str, entity: str) -> tuple[HeaderMa
     for rec in records:
         if isinstance(rec, dict):
             for k in rec:
-                if k not in seen:
+                if k not in seen and k != MALFORMED_KEY:
                     seen.add(k)
                     keys.append(k)
     canonical: list[str | None] = []
@@ -161,8 +167,11 @@ def read_json(path: Path, source: str, entity: str, batch_rows: int, notes: list
                                  f'{{"data": [...]}}, found a {type(doc).__name__}')
     _check_objects(path, name, records, "element")
     hm, _ = _found_columns(records, fmt, entity)
+    notes = notes if notes is not None else []
     if records:
         check_required(path, hm, source, entity, fmt, where=" in any record")
+    else:
+        notes.append(f"file {name}: no records (an empty list): no data rows")
 
     def batches() -> Iterator[pa.RecordBatch]:
         if not records:
@@ -173,7 +182,7 @@ def read_json(path: Path, source: str, entity: str, batch_rows: int, notes: list
 
     return ReadResult(path=path, source=source, entity=entity, format=fmt, file_kind="json", encoding=enc.label,
                       delimiter=None, header_rows=[], first_data_line=None, columns=hm.columns,
-                      unknown_columns=hm.unknown_columns, batches=batches(), notes=notes if notes is not None else [])
+                      unknown_columns=hm.unknown_columns, batches=batches(), notes=notes)
 
 
 def _jsonl_lines(path: Path, kind: str, bom: int) -> Iterator[tuple[int, bytes | str]]:
@@ -196,10 +205,12 @@ def _jsonl_lines(path: Path, kind: str, bom: int) -> Iterator[tuple[int, bytes |
                 yield lineno, line
 
 
-def _jsonl_records(path: Path, name: str, batch_rows: int, kind: str, bom: int, blank: list[int]
-                   ) -> Iterator[tuple[list[dict], list[int]]]:
+def _jsonl_records(path: Path, name: str, batch_rows: int, kind: str, bom: int, blank: list[int],
+                   malformed: list[tuple[int, str]]) -> Iterator[tuple[list[dict], list[int]]]:
     """Parses a JSONL file lazily: lists of (records, physical line numbers). Blank lines are skipped (their
-    line numbers go to ``blank``). Control characters inside strings are kept (staging quarantines such a row)."""
+    line numbers go to ``blank``). A line that is no JSON object becomes a record ``{MALFORMED_KEY: text}`` (its
+    line and why go to ``malformed``). Control characters inside strings are kept (staging quarantines such a
+    row). Bytes that are not text in the file's encoding reject the file (a wrong encoding is a file problem)."""
     recs: list[dict] = []
     lines: list[int] = []
     try:
@@ -208,16 +219,18 @@ def _jsonl_records(path: Path, name: str, batch_rows: int, kind: str, bom: int, 
                 blank.append(lineno)
                 continue
             try:
-                rec = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw, strict=False)
+                text = (raw.decode("utf-8") if isinstance(raw, bytes) else raw).rstrip("\r\n")
             except UnicodeDecodeError as e:
                 raise FileRejected(path, f"file {name}, line {lineno}: bytes {raw[e.start:e.start + 4].hex(' ')} "
                                          "are not UTF-8 text; JSON Lines exports must be UTF-8") from None
+            try:
+                rec = json.loads(text, strict=False)
+                why = None if isinstance(rec, dict) else f"a JSON {type(rec).__name__}, not an object"
             except json.JSONDecodeError as e:
-                raise FileRejected(path, f"file {name}, line {lineno}, column {e.colno}: malformed JSON "
-                                         f"({e.msg}); every line must be one JSON object") from None
-            if not isinstance(rec, dict):
-                raise FileRejected(path, f"file {name}, line {lineno}: a {type(rec).__name__}, expected one "
-                                         "JSON object")
+                why = f"malformed JSON at column {e.colno}: {e.msg}"
+            if why:
+                malformed.append((lineno, why))
+                rec = {MALFORMED_KEY: text}
             recs.append(rec)
             lines.append(lineno)
             if len(recs) >= batch_rows:
@@ -241,7 +254,8 @@ def read_jsonl(path: Path, source: str, entity: str, batch_rows: int, notes: lis
     kind = enc.kind if enc else (utf16_without_bom(head) or "utf-8")
     bom = enc.bom if enc else 0
     blank: list[int] = []
-    chunks = _jsonl_records(path, name, batch_rows, kind, bom, blank)
+    malformed: list[tuple[int, str]] = []
+    chunks = _jsonl_records(path, name, batch_rows, kind, bom, blank, malformed)
     first = next(chunks, None)  # the first batch is parsed now: its keys tell the columns found
     if first is None:
         raise FileRejected(path, f"file {name}: no records (only blank lines)")
@@ -258,6 +272,12 @@ def read_jsonl(path: Path, source: str, entity: str, batch_rows: int, notes: lis
         if blank:
             skipped["blank"] = blank
             note_skipped(notes, skipped, f"file {name}", "line")
+        if malformed:
+            many = len(malformed) > 1
+            notes.append(f"file {name}: {len(malformed)} line{'s' if many else ''} not a JSON object "
+                         f"({'; '.join(f'line {n}: {why}' for n, why in malformed[:5])}"
+                         f"{'; ...' if len(malformed) > 5 else ''}): kept as {'rows' if many else 'a row'} holding "
+                         f"the line's text under '{MALFORMED_KEY}' in _extra, set aside by staging")
 
     label = "utf-8-sig" if kind == "utf-8" and bom else kind
     return ReadResult(path=path, source=source, entity=entity, format=fmt, file_kind="jsonl", encoding=label,

@@ -98,11 +98,27 @@ def test_jsonl_batches(tmp_path):
     assert [x for b in bs for x in b.column("_source_row").to_pylist()] == list(range(1, 8))
 
 
-def test_malformed_jsonl_line_is_named(tmp_path):
-    p = _write(tmp_path, "e.jsonl", json.dumps(dossier(1)) + "\n" + '{"MaHoSo": "x",\n' + json.dumps(dossier(3)))
-    with pytest.raises(FileRejected) as ei:
-        list(read_file(p, "one_stop", "dossiers").batches)
-    assert "line 2" in ei.value.reason and "e.jsonl" in ei.value.reason
+def test_a_malformed_jsonl_line_is_a_row_holding_its_text_not_a_rejected_file(tmp_path):
+    p = _write(tmp_path, "e.jsonl", json.dumps(dossier(1)) + "\n" + '{"MaHoSo": "x",\n' + "[1, 2]\n"
+               + json.dumps(dossier(3)))
+    res = read_file(p, "one_stop", "dossiers")
+    out = rows(res)
+    assert [(r["dossier_id"], r["_source_row"], r["_source_line"]) for r in out] == [
+        ("H19.26380-251123-0001", 1, 1), (None, 2, 2), (None, 3, 3), ("H19.26380-251123-0003", 4, 4)]
+    assert json.loads(out[1]["_extra"]) == {"_malformed_json": '{"MaHoSo": "x",'}
+    assert json.loads(out[2]["_extra"]) == {"_malformed_json": "[1, 2]"}
+    assert all(out[1][c] is None for c in ("procedure_code", "status", "updated_at"))
+    assert res.unknown_columns == []
+    assert res.notes == ["file one_stop/dossiers/e.jsonl: 2 lines not a JSON object (line 2: malformed JSON at "
+                         "column 16: Expecting property name enclosed in double quotes; line 3: a JSON list, not an "
+                         "object): kept as rows holding the line's text under '_malformed_json' in _extra, set aside "
+                         "by staging"]
+
+
+def test_empty_json_list_says_no_data_rows(tmp_path):
+    res = read_file(_write(tmp_path, "empty.json", '{"data": []}'), "one_stop", "dossiers")
+    assert rows(res) == [] and res.notes == ["file one_stop/dossiers/empty.json: no records (an empty list): no data "
+                                             "rows"]
 
 
 @pytest.mark.parametrize("text,match", [("", "empty"), ("{not json", "malformed JSON"), ('{"x": 1}', "expected"),
