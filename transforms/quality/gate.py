@@ -278,10 +278,15 @@ def quarantined_share(con, warehouse: Path, table: str, batch_id: str, staged: P
 def record_counts(ledger, warehouse: Path, gr: GateResult) -> None:
     """The ledger batch's staged and quarantined rows as the files now hold them (the gate may have moved rows;
     raw = staged + quarantined still holds)."""
+    import pyarrow as pa
+
     path = table_dir(warehouse, gr.table) / f"{gr.batch_id}.parquet"
     if not path.exists():
         return
-    _raw, staged, quarantined = setaside.file_counts(warehouse, gr.table, gr.batch_id, path)
+    try:
+        _raw, staged, quarantined = setaside.file_counts(warehouse, gr.table, gr.batch_id, path)
+    except pa.ArrowException:  # a file the checks could not read either (gate_error): its counts stay as staged
+        return
     ledger.update_batch(gr.batch_id, rows_staged=staged, rows_quarantined=quarantined)
 
 

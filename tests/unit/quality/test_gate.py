@@ -317,3 +317,14 @@ def test_gate_batch_records_the_verdict_holds_a_crash_and_raises_machine_trouble
         monkeypatch.setattr(gate, "check_batch", lambda *a, e=exc, **k: (_ for _ in ()).throw(e))
         with pytest.raises(type(exc)):
             gate.gate_batch(tmp_path, "one_stop", "dossiers", b, ledger=_Ledger(), run_id="r4", settings=NO_GX, as_of=AS_OF)
+
+
+def test_a_staged_file_the_checks_cannot_read_is_held_not_raised(tmp_path):
+    """A damaged staged file: gate_error, recorded; its ledger counts stay as staging left them."""
+    from transforms.quality import gate
+
+    b = write_dossier_batch(tmp_path, 50, end=AS_OF)
+    (tmp_path / DOSSIERS / f"{b}.parquet").write_bytes(b"PAR1 not a parquet file PAR1")
+    led = _Ledger()
+    g = gate.gate_batch(tmp_path, "one_stop", "dossiers", b, ledger=led, run_id="r1", settings=NO_GX, as_of=AS_OF)
+    assert [r.name for r in g.criticals] == ["gate_error"] and not hasattr(led, "counts")
