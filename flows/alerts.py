@@ -48,11 +48,16 @@ def _units(r: dict) -> str:
 def is_failure(summary: dict) -> bool:
     """A run that held a batch, rejected a file or crashed failed: it is alerted as an error (Lỗi), not a
     warning."""
-    return bool(summary.get("crash") or summary.get("n_critical") or summary.get("rejected_files"))
+    return bool(summary.get("crash") or summary.get("n_critical") or _failed_files(summary))
+
+
+def _failed_files(summary: dict) -> list[dict]:
+    return [f for f in summary.get("rejected_files", []) if not f.get("listed")]
 
 
 def should_alert(summary: dict) -> bool:
-    return bool(is_failure(summary) or summary.get("n_warning"))
+    return bool(is_failure(summary) or summary.get("n_warning")
+                or any(f.get("listed") for f in summary.get("rejected_files", [])))
 
 
 # what an official or operator does next, per kind of item (Vietnamese: they act on it)
@@ -72,7 +77,7 @@ def render(summary: dict) -> tuple[str, str]:
     from transforms.quality.report import rule_vi
 
     run = summary.get("run_id", "?")
-    n_files = len(summary.get("rejected_files", []))
+    n_files = len(_failed_files(summary))
     if summary.get("crash"):
         title = f"[TTHC] Lỗi: lần chạy {run} bị dừng"
     elif summary.get("n_critical") or n_files:
@@ -113,10 +118,13 @@ def render(summary: dict) -> tuple[str, str]:
                 lines.append("  " + NEXT_WARNING)
     if n > MAX_LINES:
         lines.append(f"... và {n - MAX_LINES} kiểm tra khác (xem báo cáo)")
-    for f in summary.get("rejected_files", []):
+    for f in _failed_files(summary):
         lines.append(f"- [LỖI: TỆP KHÔNG ĐƯỢC ĐỌC] {f.get('file')}: {f.get('message')}")
     if n_files:
         lines.append("  " + NEXT_REJECTED)
+    for f in summary.get("rejected_files", []):
+        if f.get("listed"):
+            lines.append(f"- [lưu ý: không phải dữ liệu / không đọc lại] {f.get('file')}: {f.get('message')}")
     if summary.get("report"):
         lines.append(f"Báo cáo: {summary['report']}")
     return title, "\n".join(lines)

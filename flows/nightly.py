@@ -55,8 +55,11 @@ def ingest_file_task(f: ingest.InboxFile, warehouse: Path, ledger_url: str, run_
                  out.rows_quarantined, out.rules or "", out.seconds)
         if out.unknown_columns:
             log.warning("%s: unknown column(s) kept in raw: %s", f.rel, ", ".join(out.unknown_columns))
+        for note in out.notes:
+            log.warning("%s", note)
     elif out.status == "duplicate":
-        log.info("%s: same content already ingested as batch %s; skipped", f.rel, out.duplicate_of)
+        log.log(30 if out.error else 20, "%s", out.error or f"{f.rel}: same content already ingested as batch "
+                                                             f"{out.duplicate_of}; skipped")
     elif out.status == "rejected_before":  # reported when it was rejected; not a new failure
         log.warning("%s", out.error)
     elif out.status in ("skipped", "skipped_before"):  # only listed (hidden, temporary, not data)
@@ -257,8 +260,8 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
         # 5. reports, artifacts, alerts
         # files refused or not read, and (the first night they are seen) the ones only listed
         rejected = ([{"file": str(night_source), "message": agencies_alert}] if agencies_alert else []) + (
-                    [{"file": o.rel, "message": o.error} for o in outcomes
-                     if o.status in ("rejected", "failed", "skipped")]
+                    [{"file": o.rel, "message": o.error} for o in outcomes if o.status in ("rejected", "failed")]
+                    + listed_entries(outcomes)
                     + [{"file": f"pull {p.source}/{p.entity} ({p.kind})", "message": p.error}
                        for p in pulls if p.status == "failed"]
                     + ([{"file": "core/marts", "message": build["contract_violation"]}]
@@ -315,6 +318,17 @@ def _without_agency_list(settings: Settings, wh: Path, ledger: Ledger, run_id: s
                                          "agencies": message.splitlines()[0], "rebuild": "none",
                                          "report": str(reports["html"])})
     return Failed(message=message)
+
+
+def listed_entries(outcomes: list[ingest.FileOutcome]) -> list[dict]:
+    """What the night saw and did not take as data, said once and not as a failure: entries only listed (hidden,
+    temporary, not data), a copy of content already taken, and what a reader set aside from a file it read (a
+    footer, blank rows, other sheets)."""
+    out = [{"file": o.rel, "message": o.error, "listed": True} for o in outcomes
+           if o.status == "skipped" or (o.status == "duplicate" and o.error)]
+    out += [{"file": o.rel, "message": "; ".join(o.notes), "listed": True} for o in outcomes
+            if o.status == "staged" and o.notes]
+    return out
 
 
 def _build_mart_dq(wh: Path, settings: Settings, run_id: str, ledger: Ledger, log) -> str | None:

@@ -72,6 +72,7 @@ class FileOutcome:
     error: str | None = None
     seconds: float = 0.0
     duplicate_of: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the reader saw and did not take as data
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -551,6 +552,23 @@ def _listed_only(f: InboxFile, out: FileOutcome, ledger: Ledger, run_id: str) ->
     return out
 
 
+def _copy_of(prior: str, f: InboxFile, out: FileOutcome, ledger: Ledger, run_id: str, size: int,
+             mtime_ns: int) -> FileOutcome:
+    """A file whose content a batch of another file already took (a renamed or re-sent copy): not read again, and
+    named once (ledger row ``duplicate``, run summary, report) so the office knows why it added nothing; later
+    nights pass over it like any file already taken."""
+    out.status, out.duplicate_of = "duplicate", prior
+    if ledger.copy_listed(f.rel, size, mtime_ns) is not None:
+        return out
+    original = ledger.batch_path(prior) or prior
+    out.error = (f"{f.rel}: same content as {original} (batch {prior}), already ingested: this copy adds nothing "
+                 f"and is not read again")
+    ledger.record_batch(new_batch_id(out.sha256), run_id, "duplicate", path=f.rel, size_bytes=size,
+                        mtime_ns=mtime_ns, sha256=out.sha256, source=f.source, entity=f.entity, file_kind=f.kind,
+                        error=out.error)
+    return out
+
+
 def _unreadable(exc: OSError, f: InboxFile, out: FileOutcome, ledger: Ledger, run_id: str, t0: float,
                 batch_id: str | None = None) -> FileOutcome:
     """The input could not be read before its batch began (``batch_id`` None) or while it was read: its failure
@@ -609,8 +627,7 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
             return _unreadable(exc, f, out, ledger, run_id, t0)
         prior = ledger.ingested_batch_for(sha)
         if prior:
-            out.status, out.duplicate_of = "duplicate", prior
-            return out
+            return _copy_of(prior, f, out, ledger, run_id, size, mtime_ns)
         if _still_rejected(out, ledger.rejection_for(sha256=sha, where=(f.source, f.entity, f.kind))):
             return out
         if not f.problem:
@@ -682,6 +699,9 @@ def ingest_file(f: InboxFile, *, warehouse: Path, ledger: Ledger, run_id: str, a
             out.seconds = time.perf_counter() - t0
             return out
     out.status = "staged"
+    out.notes = list(getattr(result, "notes", []) or [])  # complete once the batches were read to the end
+    if out.notes:
+        ledger.update_batch(batch_id, notes=out.notes)
     out.rows_raw, out.rows_staged, out.rows_quarantined = stage.rows_raw, stage.rows_staged, stage.rows_quarantined
     out.rules = stage.rules
     out.seconds = time.perf_counter() - t0

@@ -56,6 +56,7 @@ batches = sa.Table(
     sa.Column("rows_staged", sa.BigInteger),
     sa.Column("rows_quarantined", sa.BigInteger),
     sa.Column("unknown_columns", sa.Text),
+    sa.Column("notes", sa.Text),  # what the reader saw and did not take as data (footer, blank rows, other sheets)
     # running -> staged -> (gate) passed | gate_failed ; rejected (file unreadable) ; failed (crash or error) ;
     # duplicate (its content turned out, once hashed, to be a batch's already taken; its files removed) ;
     # skipped (an inbox entry only listed, not read: hidden, temporary, not data; the reason in error)
@@ -253,6 +254,21 @@ class Ledger:
             c.execute(batches.insert().values(batch_id=batch_id, run_id=run_id, status=status, started_at=now,
                                               finished_at=now, **values))
 
+    def batch_path(self, batch_id: str) -> str | None:
+        """The inbox path (or pull label) a batch was read from."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(batches.c.path).where(batches.c.batch_id == batch_id)).first()
+        return row[0] if row else None
+
+    def copy_listed(self, path: str, size: int, mtime_ns: int) -> str | None:
+        """The batch id of an earlier ``duplicate`` row of this very file (a copy of content already taken, listed
+        once), or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(batches.c.batch_id).where(
+                batches.c.status == "duplicate", batches.c.path == path, batches.c.size_bytes == size,
+                batches.c.mtime_ns == mtime_ns).limit(1)).first()
+        return row[0] if row else None
+
     def skipped_before(self, path: str, size: int | None, mtime_ns: int | None) -> str | None:
         """The batch id of an earlier ``skipped`` row of this very entry (same path, size and mtime), or None."""
         cond = [batches.c.status == "skipped", batches.c.path == path]
@@ -263,6 +279,8 @@ class Ledger:
         return row[0] if row else None
 
     def update_batch(self, batch_id: str, **values: Any) -> None:
+        if "notes" in values and isinstance(values["notes"], list | tuple):
+            values["notes"] = "; ".join(values["notes"]) or None
         if "unknown_columns" in values and isinstance(values["unknown_columns"], list | tuple):
             values["unknown_columns"] = json.dumps(list(values["unknown_columns"]), ensure_ascii=False)
         with self.engine.begin() as c:

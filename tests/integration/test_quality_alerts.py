@@ -188,3 +188,18 @@ def test_alert_items_name_file_units_release_command_and_next_step(webhook):
     assert "https://bc.example.vn/r/dq_r-held.html" in body
     assert warn_msg["type"] == "warning" and warn_msg["title"].startswith("[TTHC] Cảnh báo")
     assert "tthc release" not in warn_msg["message"]
+
+
+@pytest.mark.integration
+def test_entries_only_listed_are_said_as_a_warning_not_an_error(webhook):
+    """A hidden file, an Office lock file or a copy of content already taken is named once, as a note: the run did
+    not fail for it, so the alert is a warning (Cảnh báo), never 'Lỗi'."""
+    hport, hooks = webhook
+    s = SimpleNamespace(alert_url_list=[f"json://127.0.0.1:{hport}/a"], report_url_base=None)
+    alerts._SENT.clear()
+    alerts.notify(s, {"run_id": "r-listed", "batches": [], "n_critical": 0, "n_warning": 0, "n_rejected_batches": 0,
+                      "rejected_files": [{"file": "one_stop/dossiers/~$hoso.xlsx", "listed": True,
+                                          "message": "Office lock file: only listed"}]})
+    (msg,) = (h["json"] for h in hooks)
+    assert msg["type"] == "warning" and msg["title"].startswith("[TTHC] Cảnh báo")
+    assert "~$hoso.xlsx" in msg["message"] and "LỖI" not in msg["message"]

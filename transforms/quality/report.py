@@ -89,7 +89,8 @@ def render_html(s: dict) -> str:
            f"{s['n_rejected_batches']}</td></tr>",
            f"<tr><th>Lỗi nghiêm trọng</th><td>{s['n_critical']}</td></tr>",
            f"<tr><th>Cảnh báo</th><td>{s['n_warning']}</td></tr>",
-           f"<tr><th>Tệp bị từ chối khi đọc</th><td>{len(s['rejected_files'])}</td></tr></table>",
+           f"<tr><th>Tệp bị từ chối khi đọc</th><td>{len(_failed(s))}</td></tr>",
+           f"<tr><th>Tệp, dòng chỉ liệt kê (không phải dữ liệu)</th><td>{len(_listed(s))}</td></tr></table>",
            "<h2>Các lô dữ liệu</h2><table><tr><th>Bảng (table)</th><th>Tệp</th><th>Lô (batch_id)</th>"
            "<th>Số dòng</th><th>Dòng cách ly theo quy tắc</th><th>Kết quả</th></tr>"]
     for b in s["batches"]:
@@ -112,21 +113,31 @@ def render_html(s: dict) -> str:
                        f"<br><span class='muted'>{_e(r['message'])}</span></td><td>{r['unexpected_count']:,}</td>"
                        f"<td>{r['unexpected_percent']:.2f}%</td><td>{'<br>'.join(_e(x) for x in r['examples'])}</td></tr>")
         out.append("</table>")
-    if s["rejected_files"]:
-        out.append("<h2>Tệp bị từ chối</h2><table><tr><th>Tệp</th><th>Lý do</th></tr>")
-        for f in s["rejected_files"]:
-            out.append(f"<tr><td>{_e(f.get('file'))}</td><td>{_e(f.get('message'))}</td></tr>")
-        out.append("</table>")
+    for title, files in (("Tệp bị từ chối", _failed(s)),
+                         ("Chỉ liệt kê: tệp không phải dữ liệu, bản sao, phần không đọc là dữ liệu", _listed(s))):
+        if files:
+            out.append(f"<h2>{title}</h2><table><tr><th>Tệp</th><th>Lý do</th></tr>")
+            for f in files:
+                out.append(f"<tr><td>{_e(f.get('file'))}</td><td>{_e(f.get('message'))}</td></tr>")
+            out.append("</table>")
     out.append("<p class='muted'>Chi tiết từng kỳ vọng (Great Expectations Data Docs): thư mục "
                "<code>_reports/data_docs/</code> trong kho dữ liệu.</p></body></html>")
     return "\n".join(out)
+
+
+def _failed(s: dict) -> list[dict]:
+    return [f for f in s["rejected_files"] if not f.get("listed")]
+
+
+def _listed(s: dict) -> list[dict]:
+    return [f for f in s["rejected_files"] if f.get("listed")]
 
 
 def render_markdown(s: dict) -> str:
     lines = [f"# {TITLE} — `{s['run_id']}`", "",
              f"Lô kiểm tra: **{len(s['batches'])}**, bị chặn: **{s['n_rejected_batches']}**, "
              f"lỗi nghiêm trọng: **{s['n_critical']}**, cảnh báo: **{s['n_warning']}**, "
-             f"tệp bị từ chối: **{len(s['rejected_files'])}**", "",
+             f"tệp bị từ chối: **{len(_failed(s))}**, chỉ liệt kê: **{len(_listed(s))}**", "",
              "| table | file | rows | quarantined | result |", "|---|---|---:|---:|---|"]
     for b in s["batches"]:
         res = "REJECTED" if not b["passed"] else ("warnings" if b["warnings"] else "ok")
@@ -138,7 +149,7 @@ def render_markdown(s: dict) -> str:
             lines.append(f"| {r['severity']} | {b['file']} | `{r['name']}` | {r['unexpected_count']:,} | "
                          f"{r['unexpected_percent']:.2f} | {', '.join(r['examples'][:3])} |")
     for f in s["rejected_files"]:
-        lines.append(f"- rejected file {f.get('file')}: {f.get('message')}")
+        lines.append(f"- {'listed' if f.get('listed') else 'rejected file'} {f.get('file')}: {f.get('message')}")
     lines += ["", f"Report: `{s['report']}`"]
     return "\n".join(lines)
 

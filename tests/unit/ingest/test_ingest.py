@@ -130,7 +130,12 @@ def test_ingest_file_stages_once_then_duplicates_by_content(desk):
     shutil.copyfile(desk.inbox / entry["path"], copy)
     again = desk.take(desk.file("dvc_portal/payments/copy_with_another_name.csv"), "r2")
     assert again.status == "duplicate" and again.duplicate_of == out.batch_id
-    assert ledger.batches_of_run("r2") == []
+    # named once, with the file it copies: the office sees why it added nothing
+    assert entry["path"] in again.error and "not read again" in again.error
+    (listed,) = ledger.batches_of_run("r2")
+    assert listed["status"] == "duplicate" and listed["path"] == "dvc_portal/payments/copy_with_another_name.csv"
+    third = desk.take(desk.file("dvc_portal/payments/copy_with_another_name.csv"), "r3")
+    assert third.status == "duplicate" and third.error is None and ledger.batches_of_run("r3") == []
     assert len(list((wh / "raw_dvc_portal__payments").glob("*.parquet"))) == 1
     ledger.check_balance()
     (row,) = ledger.batches_of_run("r1")  # hashed while it was read: the hash still reaches the ledger
