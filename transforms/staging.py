@@ -48,7 +48,7 @@ STG_CONSTANT = ["_batch_id", "_source_file", "_ingested_at", "_format"]  # one v
 # Date and time formats of the exports, most common first (sources.md 1a/1b). Anything with an offset or a 'Z'
 # is ISO 8601 and converted to local time; a bare 5-digit number is an Excel serial date.
 TS_FORMATS = [
-    "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "%Y%m%d%H%M%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d",
+    "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "%Y%m%d%H%M%S", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d",
     "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f",
     "%d-%m-%Y %H:%M:%S", "%d-%m-%Y",
 ]

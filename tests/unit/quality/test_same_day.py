@@ -79,6 +79,11 @@ def _inbox(tmp_path, n: int = 60):
                                  "MaDonVi": "H19.26293", "TrangThaiHoSo": 4,
                                  "NgayTiepNhan": f"{day:%Y-%m-%d} 08:57:00", "NgayHenTra": f"{day:%Y-%m-%d}",
                                  "NgayCapNhat": f"{day:%Y-%m-%d} 10:00:00"}, ensure_ascii=False) + "\n")
+    with open(d / "dongbo_cungngay_gon.jsonl", "w", encoding="utf-8") as fh:  # the sync's compact form
+        for k, day in enumerate(days):
+            fh.write(json.dumps({"MaHoSo": f"H19.26293-{day:%y%m%d}-{k + 3000:04d}", "MaTTHC": "1.001193",
+                                 "MaDonVi": "H19.26293", "TrangThaiHoSo": 4, "NgayTiepNhan": f"{day:%Y%m%d}085700",
+                                 "NgayHenTra": f"{day:%Y%m%d}", "NgayCapNhat": f"{day:%Y%m%d}100000"}) + "\n")
     return tmp_path / "inbox"
 
 
@@ -97,6 +102,7 @@ def test_same_day_procedures_pass_in_every_format(tmp_path):
         g = gate_batch(wh, "one_stop", "dossiers", out.batch_id, ledger=led, run_id="r1", settings=NO_GX,
                        as_of=AS_OF)
         r = _rule(g, "date_order:due_at>=received_at")
-        seen[f.rel.rsplit(".", 1)[-1]] = (g.passed, r.unexpected_count, r.element_count, g.set_aside["moved"])
+        seen[f.rel.rsplit("/", 1)[-1]] = (g.passed, r.unexpected_count, r.element_count, g.set_aside["moved"])
     led.dispose()
-    assert seen == {"csv": (True, 0, 60, 0), "xlsx": (True, 0, 60, 0), "jsonl": (True, 0, 60, 0)}
+    assert seen == {"hoso_cungngay.csv": (True, 0, 60, 0), "hoso_cungngay.xlsx": (True, 0, 60, 0),
+                    "dongbo_cungngay.jsonl": (True, 0, 60, 0), "dongbo_cungngay_gon.jsonl": (True, 0, 60, 0)}

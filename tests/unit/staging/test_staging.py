@@ -42,12 +42,12 @@ def _dossier(**kw):
 def test_date_formats_all_parse_to_local_time(tmp_path):
     rows = [_dossier(received_at=v) for v in (
         "05/01/2024 08:00:00", "05/01/2024 08:00", "05/01/2024", "20240105080000", "2024-01-05T08:00:00+07:00",
-        "2024-01-05T01:00:00Z", "2024-01-05 08:00:00", "45296.3333333333")]
+        "2024-01-05T01:00:00Z", "2024-01-05 08:00:00", "45296.3333333333", "20240105", "2024-01-05")]
     res, stg, quar = _stage(tmp_path, "dossiers", rows)
     assert res.rows_quarantined == 0, quar
     got = [r["received_at"] for r in stg]
     assert got[0] == got[1] == got[3] == got[4] == got[5] == got[6] == datetime(2024, 1, 5, 8, 0)
-    assert got[2] == datetime(2024, 1, 5)
+    assert got[2] == got[8] == got[9] == datetime(2024, 1, 5)  # a date without a time: midnight, the whole day
     assert abs((got[7] - datetime(2024, 1, 5, 8, 0)).total_seconds()) < 1  # Excel serial date
 
 
