@@ -142,8 +142,8 @@ def test_critical_failure_holds_the_batch_keeps_marts_and_alerts(prefect_harness
     codes = latest["one_stop/dossiers/hoso_2025_11.csv"]
     assert codes["status"] == "gate_failed" and (codes["rows_raw"], codes["rows_quarantined"]) == (n_rows, n_code)
     assert (f"file hoso_2025_11.csv: {n_code} of {n_rows} rows ({100 * n_code / n_rows:.1f}%) set aside: "
-            f"unknown_code {n_code} (column Trạng thái, values 11, 12); above the 5% allowed for dossiers: ask the "
-            f"unit to check the export") in second.message
+            f"unknown_code {n_code} (column Trạng thái, values 11, 12; lines 2, 7, 12, ...); above the 5% allowed "
+            f"for dossiers: ask the unit to check the export") in second.message
     assert (wh / "_held" / "stg_one_stop__dossiers" / f"{bad['batch_id']}.parquet").exists()
     assert not (wh / "stg_one_stop__dossiers" / f"{bad['batch_id']}.parquet").exists()
     assert latest["dvc_portal/ratings/danhgia_them.csv"]["status"] == "passed"

@@ -208,9 +208,11 @@ def _rule_results(raw: list[dict], final: list[dict], moved: setaside.SetAside, 
         what = ("the earlier rows of each repeated version (the later row of the file is kept), rule "
                 f"{setaside.DUPLICATE_RULE}" if "unique_sql" in r else f"rule {rule}")
         ex = f"; e.g. {', '.join(r['examples'][:3])}" if r["examples"] else ""
+        where = setaside.place(fname, moved.lines.get(rule, []), n)
         cr.severity, cr.observed = "warning", {**cr.observed, "set_aside": n}
-        cr.message = (f"{label}: {n:,} rows set aside (quarantined): {what}, column {col}; it failed on "
-                      f"{r['unexpected_count']:,} of {r['element_count']:,} rows{ex}; the other rows are used")
+        cr.message = (f"{label}: {n:,} rows set aside (quarantined): {what}, column {col}"
+                      + (f", {where}" if where else "") + f"; it failed on {r['unexpected_count']:,} of "
+                      f"{r['element_count']:,} rows{ex}; the other rows are used")
         out.append(cr)
     return out
 
@@ -237,10 +239,12 @@ def quarantined_share(con, warehouse: Path, table: str, batch_id: str, staged: P
     q_path = setaside.paths(warehouse, table, batch_id)[1]
     groups = []
     if q_path.exists():
-        groups = con.execute(f"SELECT _rule, _column, count(*) AS n, list_sort(list_distinct(list(_value)))[1:6] "
+        groups = con.execute(f"SELECT _rule, _column, count(*) AS n, list_sort(list_distinct(list(_value)))[1:6], "
+                             f"list(_source_line ORDER BY _source_row)[1:3] "
                              f"FROM read_parquet({rules.lit(str(q_path))}) GROUP BY 1, 2 ORDER BY n DESC, 1, 2"
                              ).fetchall()
     q = sum(g[2] for g in groups)
+    groups = [(rule, col, n, values, [x for x in lines or [] if x is not None]) for rule, col, n, values, lines in groups]
     rows = raw_n if raw_n is not None else rows_staged + q
     share = q / rows if rows else 0.0
     limit = float(meta.get("max_quarantined_share", 0.05))
@@ -248,9 +252,11 @@ def quarantined_share(con, warehouse: Path, table: str, batch_id: str, staged: P
     every = rows > 0 and rows_staged == 0 and q > 0
     held = every or (q > allowance and share > limit)
     parts = []
-    for rule, col, n, values in groups[:4]:
+    for rule, col, n, values, lines in groups[:4]:
         vals = [str(v) for v in values or [] if _quotable(rule, v)][:3]
-        parts.append(f"{rule} {n:,} (column {col}" + (f", values {', '.join(vals)}" if vals else "") + ")")
+        where = setaside.place(fname, lines, n)
+        parts.append(f"{rule} {n:,} (column {col}" + (f", values {', '.join(vals)}" if vals else "")
+                     + (f"; {where}" if where else "") + ")")
     if len(groups) > 4:
         parts.append(f"and {len(groups) - 4} more rule(s)")
     what = meta.get("entity", table).replace("_", " ")
@@ -268,11 +274,11 @@ def quarantined_share(con, warehouse: Path, table: str, batch_id: str, staged: P
     return CheckResult(
         name="quarantined_share", severity="critical" if held or not q else "warning", success=q == 0,
         unexpected_count=q, element_count=rows, unexpected_percent=round(100 * share, 4),
-        examples=[f"{rule} {n:,} ({col})" for rule, col, n, _v in groups[:5]], message=msg, kind="batch_rule",
+        examples=[f"{rule} {n:,} ({col})" for rule, col, n, _v, _l in groups[:5]], message=msg, kind="batch_rule",
         expectation_type="batch:quarantined_share",
         observed={"rows_raw": rows, "rows_staged": rows_staged, "rows_quarantined": q, "share": share,
                   "max_quarantined_share": limit, "quarantine_allowance_rows": allowance, "every_row": every,
-                  "rules": [{"rule": r, "column": c, "rows": n} for r, c, n, _v in groups]})
+                  "rules": [{"rule": r, "column": c, "rows": n, "lines": ls} for r, c, n, _v, ls in groups]})
 
 
 def record_counts(ledger, warehouse: Path, gr: GateResult) -> None:

@@ -41,6 +41,7 @@ class SetAside:
     moved: int = 0                                        # rows this call moved to quarantine
     by_rule: dict[str, int] = field(default_factory=dict)  # suite rule name (unique_version: its name) -> rows
     columns: dict[str, str] = field(default_factory=dict)  # suite rule name -> the column as the file spells it
+    lines: dict[str, list[int]] = field(default_factory=dict)  # suite rule name -> first lines (_source_line)
     rows_raw: int = 0
     rows_staged: int = 0
     rows_quarantined: int = 0
@@ -48,6 +49,16 @@ class SetAside:
     def as_dict(self) -> dict:
         return {"moved": self.moved, "by_rule": dict(self.by_rule), "rows_raw": self.rows_raw,
                 "rows_staged": self.rows_staged, "rows_quarantined": self.rows_quarantined}
+
+
+def place(fname: str, lines: list[int], total: int) -> str:
+    """Where a person finds ``total`` rows whose first ``_source_line`` are ``lines``: 'line 702', 'lines 5, 9,
+    14, ...' (at most three), 'row 12' of a workbook's sheet."""
+    if not lines:
+        return ""
+    word = "row" if fname.lower().endswith((".xlsx", ".xlsm", ".xls")) else "line"
+    more = ", ..." if total > min(3, len(lines)) else ""
+    return f"{word}{'s' if total > 1 else ''} {', '.join(str(x) for x in lines[:3])}{more}"
 
 
 def split_table(table: str) -> tuple[str, str]:
@@ -164,6 +175,10 @@ def set_aside(con, warehouse: Path, table: str, batch_id: str, staged: Path, fai
         out.by_rule = {suite_names[i - 1]: int(n) for i, n in sorted(counts.items())}
         out.columns = {suite_names[i - 1]: header(columns[i - 1]) for i in sorted(counts)}
         _write_quarantine(con, warehouse, table, batch_id, raw_path, q_path, names, columns, rules, dup, header)
+        by_name = dict(zip(names, suite_names, strict=True))
+        out.lines = {by_name[r]: [int(x) for x in ls if x is not None] for r, ls in con.execute(
+            f"SELECT _rule, list(_source_line ORDER BY _source_row)[1:5] FROM read_parquet({lit(str(q_path))}) "
+            f"WHERE _source_row IN (SELECT _source_row FROM __moved) GROUP BY 1").fetchall() if r in by_name}
         _rewrite_staged(con, staged)
         out.moved = int(moved)
     con.execute("DROP TABLE IF EXISTS __moved")

@@ -65,9 +65,10 @@ def test_one_malformed_procedure_code_is_set_aside_and_the_rest_of_the_file_pass
     assert len(staged) == 1487 and PASTED not in {r["procedure_code"] for r in staged}
     w = {r.name: r for r in g.warnings}
     assert w["pattern:procedure_code"].observed["set_aside"] == 1 and "701" in w["pattern:procedure_code"].message
-    assert "column Mã TTHC" in w["pattern:procedure_code"].message  # as the file spells it
+    assert "column Mã TTHC, line 702;" in w["pattern:procedure_code"].message  # as the file spells it, where
     assert w["quarantined_share"].message == (
-        "file hoso_2025_11.csv: 1 of 1,488 rows (0.1%) set aside: pattern:procedure_code 1 (column Mã TTHC); "
+        "file hoso_2025_11.csv: 1 of 1,488 rows (0.1%) set aside: pattern:procedure_code 1 (column Mã TTHC; line "
+        "702); "
         "within the 5% allowed for dossiers, the other rows are used: ask the unit to correct these rows in its "
         "next export")
     assert "0987654321" not in _messages(g) and "Bình" not in _messages(g)  # no personal data in any message
@@ -110,7 +111,8 @@ def test_a_status_outside_the_list_on_55_of_271_rows_holds_the_file_and_names_it
     assert not g.passed and [r.name for r in g.criticals] == ["quarantined_share"]
     c = g.criticals[0]
     assert c.message == ("file hoso_2025_11.csv: 55 of 271 rows (20.3%) set aside: unknown_code 55 (column Trạng "
-                         "thái, values 11, 12); above the 5% allowed for dossiers: ask the unit to check the export")
+                         "thái, values 11, 12; lines 2, 3, 4, ...); above the 5% allowed for dossiers: ask the unit "
+                         "to check the export")
     assert (c.unexpected_count, c.element_count, c.kind) == (55, 271, "batch_rule")
     assert "hoso_2025_11.csv" in g.summary_line() and "20.3%" in g.summary_line()
 
@@ -124,7 +126,8 @@ def test_a_file_whose_every_row_is_set_aside_is_held(tmp_path):
     g = check_batch(tmp_path, DOSSIERS, BID, settings=NO_GX, as_of=AS_OF)
     assert not g.passed and [r.name for r in g.criticals] == ["quarantined_share"]
     assert g.criticals[0].observed["every_row"] and g.criticals[0].message == (
-        f"file hoso_2025_11.csv: every row (40) set aside: invalid_bool 40 (column Có kết quả điện tử, values {nfd}); "
+        f"file hoso_2025_11.csv: every row (40) set aside: invalid_bool 40 (column Có kết quả điện tử, values {nfd}; "
+        "lines 2, 3, 4, ...); "
         "nothing of this file can be used: ask the unit to check the export")
 
 
