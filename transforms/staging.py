@@ -14,6 +14,7 @@ Row rules (names as stored in ``_rule``):
 - ``out_of_range``: below the contract's minimum (negative fee, zero copies)
 - ``unknown_agency``: an agency code that agencies.csv does not list (kpis.md settled detail 16)
 - ``invalid_json``: a nested list of the national sync shape that cannot be read
+- ``malformed_json``: a JSONL line that is no JSON object (cut in half): the reader keeps its text in ``_extra``
 - ``control_character``: a value holds a C0 control character other than tab, CR and LF (NUL, BEL, ESC, ...):
   the export is damaged there (a NUL or ESC split form 06 rows); checked first, on every column the format maps
 """
@@ -39,6 +40,7 @@ from transforms.contracts import (
     source_header,
     stg_table,
 )
+from transforms.readers.json_reader import MALFORMED_KEY  # the text of a line that is no JSON object, in _extra
 from warehouse import store
 
 LINEAGE = ["_batch_id", "_source_file", "_source_row", "_source_line", "_ingested_at", "_format"]
@@ -211,7 +213,8 @@ def _v(col: str) -> str:
 
 
 def _code_expr(v: str, col: Column) -> str:
-    """Code decoding with a fast path for the canonical code itself; labels compare NFC, case-folded."""
+    """Code decoding with a fast path for the canonical code itself; a numeric code also as Excel writes it (4.0)
+    or zero-padded (04); labels compare NFC, case-folded."""
     lookup = code_lookup(col.codes)
     numeric = code_is_numeric(col.codes)
     codes = sorted({str(c) for c in lookup.values()})
@@ -221,7 +224,7 @@ def _code_expr(v: str, col: Column) -> str:
         fast = ", ".join(_lit(c) for c in codes)
         excel = ", ".join(f"{c}" for c in codes)
         return (f"CASE WHEN {v} IN ({fast}) THEN CAST({v} AS BIGINT) "
-                f"WHEN regexp_matches({v}, '^\\d+\\.0+$') AND CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT) IN ({excel}) "
+                f"WHEN regexp_matches({v}, '^\\d+(\\.0+)?$') AND CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT) IN ({excel}) "
                 f"THEN CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT) "
                 f"ELSE CAST(CASE {key} {labels} END AS BIGINT) END")
     fast = ", ".join(_lit(c) for c in codes)
@@ -382,7 +385,13 @@ def staging_select(source: str, entity: str, fmt: str, raw_relation: str, agenci
 
     # the rules in order; the first one a row breaks is the one recorded
     ordered: list[tuple[str, str, str, str, str]] = []  # rule, header, predicate, value, message
-    # a control character first: the value around it cannot be trusted, whatever it looks like
+    # a line the reader could not parse (JSONL cut in half) first: its columns are empty, say why
+    malformed = f"json_extract_string({_q('_extra')}, '$.{MALFORMED_KEY}')"
+    ordered.append(("malformed_json", "(the whole line)",
+                    f"{_q('_extra')} IS NOT NULL AND contains({_q('_extra')}, {_lit(MALFORMED_KEY)}) "
+                    f"AND {malformed} IS NOT NULL", malformed,
+                    "is not a JSON object (the line is cut or damaged): nothing of it can be read"))
+    # a control character next: the value around it cannot be trusted, whatever it looks like
     for rc in control_columns(entity, fmt) if control_characters else []:
         ordered.append(("control_character", source_header(fmt, entity, rc),
                         f"regexp_matches({_q(rc)}, {_lit(CONTROL_CHARS)})", _q(rc),

@@ -201,3 +201,30 @@ def test_a_control_character_is_named_as_the_files_format_spells_the_column(tmp_
                                                              field_name="Hộ tịch")], fmt="national_sync")
     assert [(q["_rule"], q["_column"], q["_source_row"]) for q in quar] == [("control_character", "TenLinhVuc", 1)]
     assert [r["_source_row"] for r in stg] == [2]
+
+
+def test_zero_padded_and_excel_codes_decode(tmp_path):
+    rows = [_dossier(status="04", channel="02"), _dossier(status="010"), _dossier(status="4.0"), _dossier(status="00")]
+    res, stg, quar = _stage(tmp_path, "dossiers", rows)
+    assert [(r["status"], r["channel"]) for r in stg] == [(4, 2), (10, 1), (4, 1)]
+    assert [(q["_rule"], q["_value"]) for q in quar] == [("unknown_code", "00")]
+
+
+def test_a_json_line_the_reader_could_not_parse_is_set_aside_as_malformed_json(tmp_path):
+    """The JSONL reader keeps a cut line's text under _extra._malformed_json, every mapped column empty: its rule
+    says so (not 'required' for an empty Mã hồ sơ)."""
+    from transforms.readers.json_reader import MALFORMED_KEY
+
+    good = {"dossier_id": "H19.26380-240105-0001", "procedure_code": "1.001193", "status": "5",
+            "received_at": "20240105080000", "updated_at": "20240120090000", "agency_code": "H19.26380"}
+    cut = '{"MaHoSo": "H19.26380-240105-0002", "MaTTHC": "1.00'
+    raw = raw_table("dossiers", [good, {}], "national_sync")
+    extra = pa.array([json.dumps({"Ghi chú": "x"}), json.dumps({MALFORMED_KEY: cut})], pa.string())
+    raw = raw.set_column(raw.schema.get_field_index("_extra"), "_extra", extra)
+    (tmp_path / "r").mkdir()
+    pq.write_table(raw, tmp_path / "r" / "raw.parquet")
+    res = stage_raw_file(tmp_path / "r" / "raw.parquet", warehouse=tmp_path / "wh", source="one_stop",
+                         entity="dossiers", fmt="national_sync", batch_id="b1", agency_codes=AGENCIES,
+                         pseudonym_key=KEY)
+    (q,) = pq.read_table(tmp_path / "wh" / "quarantine_one_stop__dossiers" / "b1.parquet").to_pylist()
+    assert (res.rows_staged, q["_rule"], q["_value"], q["_source_row"]) == (1, "malformed_json", cut, 2)
