@@ -12,24 +12,13 @@ from __future__ import annotations
 
 import logging
 
+from flows.naming import current_flow_run_id
+
 log = logging.getLogger(__name__)
 MAX_LINES = 40
 # runs (pipeline run id and Prefect flow run id) already alerted by this process: one message per URL per run,
 # so a flow that fails because of a critical DQ result is not alerted twice by its on_failure hook
 _SENT: set[str] = set()
-
-
-def _current_flow_run_id() -> str | None:
-    import sys
-
-    if "prefect" not in sys.modules:
-        return None
-    try:
-        from prefect.runtime import flow_run
-
-        return str(flow_run.id) if flow_run.id else None
-    except Exception:  # pragma: no cover - outside a flow run
-        return None
 
 
 def _units(r: dict) -> str:
@@ -135,7 +124,7 @@ def notify(settings, summary: dict) -> None:
     urls = list(getattr(settings, "alert_url_list", []) or [])
     if not urls or not should_alert(summary):
         return
-    keys = {str(k) for k in (summary.get("run_id"), summary.get("flow_run_id") or _current_flow_run_id()) if k}
+    keys = {str(k) for k in (summary.get("run_id"), summary.get("flow_run_id") or current_flow_run_id()) if k}
     if keys & _SENT:
         log.info("alert for run %s already sent", summary.get("run_id"))
         return

@@ -17,6 +17,20 @@ def flow_run_title(run_id: str, as_of: date | None) -> str:
     return f"{run_id} as_of {as_of.isoformat()}" if as_of else run_id
 
 
+def current_flow_run_id() -> str | None:
+    """The Prefect flow run this code runs in, if any (Prefect is not imported for the asking)."""
+    import sys
+
+    if "prefect" not in sys.modules:
+        return None
+    try:
+        from prefect.runtime import flow_run
+
+        return str(flow_run.id) if flow_run.id else None
+    except Exception:  # noqa: BLE001 - outside Prefect
+        return None
+
+
 def name_flow_run(run_id: str, as_of: date | None) -> None:
     """Rename the current Prefect flow run; best effort (a run is never failed for its name)."""
     try:

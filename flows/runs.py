@@ -10,6 +10,7 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from flows.naming import current_flow_run_id, name_flow_run
 from transforms import ingest
 from tthc.settings import Settings
 from warehouse import store
@@ -38,7 +39,8 @@ def warehouse_run(settings: Settings, prefix: str, as_of: date | None, label: st
         ledger = Ledger(settings.resolved_ledger_url)
         run_id = f"{prefix}{datetime.now(LOCAL_TZ):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         try:
-            ledger.start_run(run_id, as_of, label)
+            ledger.start_run(run_id, as_of, label, flow_run_id=current_flow_run_id())
+            name_flow_run(run_id, as_of)  # the server's UI shows the run id and data date, not 'brave-otter'
             rolled_back = ingest.recover(wh, ledger, run_id)
             store.recover_generations(wh)  # a publish of the marts killed midway: its work goes, links are made
             yield WarehouseRun(run_id, wh, ledger, rolled_back)

@@ -54,10 +54,13 @@ def test_readme_server_recipe_runs_the_nightly_deployment(tmp_path):
         env.pop(k, None)
     after = (f"\nprefect deployment inspect tthc-pull/pull > {tmp_path / 'pull.txt'}\n"
              f"prefect flow-run ls --limit 5 > {tmp_path / 'runs.txt'}\n")
-    proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script + after], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = tmp_path / "recipe.log"
+    with open(log, "w") as fh:  # a file, not a pipe: the server and worker left in the background keep it open
+        proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script + after], cwd=ROOT, env=env,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=900)
+        proc.wait(timeout=540)
+        out = log.read_text(errors="replace")
     finally:
         try:  # the server and the worker were started in the background by the recipe: stop them all
             os.killpg(proc.pid, signal.SIGTERM)
