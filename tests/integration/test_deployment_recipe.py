@@ -25,6 +25,24 @@ def readme_recipe() -> str:
     return section.split("```bash\n", 1)[1].split("```", 1)[0]
 
 
+def stop_group(pgid: int) -> None:
+    """SIGTERM to every process of the recipe's session, then SIGKILL to what is left after 10 s."""
+    import time
+
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,10 +80,7 @@ def test_readme_server_recipe_runs_the_nightly_deployment(tmp_path):
         proc.wait(timeout=540)
         out = log.read_text(errors="replace")
     finally:
-        try:  # the server and the worker were started in the background by the recipe: stop them all
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        stop_group(proc.pid)  # the server and the worker were started in the background by the recipe
     assert proc.returncode == 0, out[-4000:]
     assert "PREFECT_API_URL must be set" not in out
     assert re.search(r"Completed", out), out[-3000:]
