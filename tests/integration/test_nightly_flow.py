@@ -216,8 +216,10 @@ def test_second_run_ingests_nothing_new(two_runs):
     assert summary["staged"] == summary["rejected"] == summary["failed"] == summary["rows_raw"] == 0
     led = Ledger(f"sqlite:///{two_runs.wh / '_ledger.sqlite'}")
     try:
-        assert led.batches_of_run(run2["run_id"]) == []
-        assert all(b["path"] != COPY_REL for b in led.recent_batches(1000))  # the copy is known by its SHA-256
+        # nothing read; the renamed copy is known by its SHA-256 and named once, with the file it copies
+        (copy,) = led.batches_of_run(run2["run_id"])
+        assert copy["path"] == COPY_REL and copy["status"] == "duplicate" and "same content as" in copy["error"]
+        assert copy["rows_raw"] is None
     finally:
         led.dispose()
     assert two_runs.layers2 == two_runs.layers1  # no raw/staging/quarantine file added or changed
