@@ -249,6 +249,7 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
             gate_results.append(gate_task(wh, source, entity, batch_id, settings.resolved_ledger_url,
                                           run_id, settings, as_of))
         progress.report("gate", len(staged), len(staged), "")
+        _counts_after_gate(outcomes, gate_results)
         passed = [(g.table.removeprefix("stg_").split("__")[0], g.table.split("__")[1], g.batch_id)
                   for g in gate_results if g.passed]
         held = [g for g in gate_results if not g.passed]
@@ -318,6 +319,16 @@ def _without_agency_list(settings: Settings, wh: Path, ledger: Ledger, run_id: s
                                          "agencies": message.splitlines()[0], "rebuild": "none",
                                          "report": str(reports["html"])})
     return Failed(message=message)
+
+
+def _counts_after_gate(outcomes: list[ingest.FileOutcome], gate_results: list) -> None:
+    """The files' staged and quarantined rows as the gate left them (it moves rows breaking a row rule to
+    quarantine), so the run's summary and artifact say what the ledger says."""
+    by_batch = {g.batch_id: g.set_aside for g in gate_results if getattr(g, "set_aside", None)}
+    for o in outcomes:
+        moved = by_batch.get(o.batch_id) or {}
+        if moved.get("moved"):
+            o.rows_staged, o.rows_quarantined = moved["rows_staged"], moved["rows_quarantined"]
 
 
 def listed_entries(outcomes: list[ingest.FileOutcome]) -> list[dict]:
