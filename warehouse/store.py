@@ -107,14 +107,7 @@ def _publish(tmp: Path, final: Path, private: bool) -> None:
     with open(tmp, "rb") as fh:  # durable before it becomes visible
         os.fsync(fh.fileno())
     os.replace(tmp, final)
-    try:
-        dfd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - some filesystems refuse directory fsync
-        pass
+    _fsync_dir(final.parent)
 
 
 class BatchFileWriter:
