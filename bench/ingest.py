@@ -2,7 +2,7 @@
 
     python bench/ingest.py --rows 5000000
 
-Generates N dossier versions as a flat CSV export (tthc.sample.bulk), then, each in a fresh child process so peak
+Generates N dossier versions as a flat CSV export (devkit.sample.bulk), then, each in a fresh child process so peak
 RSS is its own:
 - floor: one DuckDB statement, COPY (SELECT <the same typing: dates, codes, yes/no, money, the keyed HMAC-SHA256
   pseudonym> FROM read_csv(...)) TO parquet, in the staged files' codec (LZ4); no raw layer, no row rules, no
@@ -154,7 +154,7 @@ def main() -> None:
         print(json.dumps(r))
         return
 
-    from tthc.sample.bulk import write_agencies_csv, write_dossier_csv
+    from devkit.sample.bulk import write_agencies_csv, write_dossier_csv
 
     work = a.workdir or Path(tempfile.mkdtemp(prefix="tthc-bench-ingest-"))
     work.mkdir(parents=True, exist_ok=True)

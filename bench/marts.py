@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/marts.py --rows 5000000
 
-1. generates N dossier versions as a flat-export CSV (tthc.sample.bulk.write_dossier_csv) and the procedure
+1. generates N dossier versions as a flat-export CSV (devkit.sample.bulk.write_dossier_csv) and the procedure
    catalogue (two dated versions; about one dossier in ten is exported without a due date, which then comes from the
    legal time in working days), and stages them with the pipeline's ingest (not timed here: that is the staging
    benchmark's business);
@@ -162,8 +162,8 @@ def run_child(step: str, wh: Path, agencies: Path) -> dict:
 def write_catalogue(folder: Path) -> None:
     """The sample province's procedure catalogue as exported on its two snapshot dates: the bulk dossiers use these
     procedures, and a dossier exported without a due date gets one from the legal time of the version in force."""
-    from tthc.sample import refdata as R
-    from tthc.sample.inbox import write_procedure_csv
+    from devkit.sample import refdata as R
+    from devkit.sample.inbox import write_procedure_csv
 
     folder.mkdir(parents=True, exist_ok=True)
     for snap in (R.SNAPSHOT_1, R.SNAPSHOT_2):
@@ -172,7 +172,7 @@ def write_catalogue(folder: Path) -> None:
 
 def stage(n_rows: int, work: Path) -> tuple[Path, Path, float]:
     from transforms.ingest import discover, ingest_file, load_agencies
-    from tthc.sample.bulk import write_agencies_csv, write_dossier_csv
+    from devkit.sample.bulk import write_agencies_csv, write_dossier_csv
     from warehouse.ledger import Ledger
 
     inbox, wh = work / "inbox", work / "wh"

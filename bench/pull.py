@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from transforms.pull.http import PullStats, pull_entity  # noqa: E402
 from transforms.pull.sql import OneStopSqlSettings, pull_sql_dossiers  # noqa: E402
-from tthc.fakeportal.generate import generate_dossiers  # noqa: E402
-from tthc.fakeportal.server import FakePortal  # noqa: E402
+from devkit.fakeportal.generate import generate_dossiers  # noqa: E402
+from devkit.fakeportal.server import FakePortal  # noqa: E402
 
 START, END = datetime(2000, 1, 1), datetime(2100, 1, 1)
 
@@ -37,7 +37,7 @@ def bench_api(records, page_size):
 def bench_sql(records, url, chunk):
     import sqlalchemy as sa
 
-    from tthc.fakeportal.replica import create_replica
+    from devkit.fakeportal.replica import create_replica
 
     eng = sa.create_engine(url, poolclass=sa.pool.NullPool)
     schema = f"tthc_bench_{uuid.uuid4().hex[:8]}"

@@ -24,7 +24,7 @@ SIZES = [10_000, 100_000, 1_000_000]
 
 
 def gen(size: int) -> None:
-    from transforms.quality.synth import write_dossier_batch
+    from devkit.synth import write_dossier_batch
 
     wh = Path(tempfile.mkdtemp(prefix="dqbench"))
     b = write_dossier_batch(wh, size, end=date(2025, 12, 30), days=30, agencies=150)
@@ -35,7 +35,7 @@ def child(wh: str, b: str, mode: str) -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from types import SimpleNamespace
 
-    from transforms.quality.synth import DOSSIERS
+    from devkit.synth import DOSSIERS
 
     wh = Path(wh)
     imp = 0.0

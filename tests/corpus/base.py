@@ -1,6 +1,6 @@
 """The clean base inbox of the bad-input corpus: a few small files in every input format, no invalid row.
 
-Built from the project's own sample generator (tthc.sample: the simulation and its writers), seeded, so the
+Built from the project's own sample generator (devkit.sample: the simulation and its writers), seeded, so the
 same seed writes byte-identical files. Every damaged inbox of the corpus (tests/corpus/damage.py) is this base
 with one kind of damage applied to one file (or to agencies.csv).
 
@@ -28,9 +28,9 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from tthc.sample import inbox as I
-from tthc.sample import refdata as R
-from tthc.sample import simulate as S
+from devkit.sample import inbox as I
+from devkit.sample import refdata as R
+from devkit.sample import simulate as S
 
 SEED = 20250611
 N_DOSSIERS = 700
@@ -55,10 +55,10 @@ class BaseFile:
     rel: str
     entity: str
     kind: str  # csv | xlsx | json | jsonl
-    rows: list[Any]  # tthc.sample.inbox.Row
+    rows: list[Any]  # devkit.sample.inbox.Row
     records: list[dict] = field(default_factory=list)  # json/jsonl: the records written, in order
     cols: list[tuple[str, str]] = field(default_factory=list)  # csv/xlsx: (canonical, header)
-    style: Any = None  # csv/xlsx: tthc.sample.inbox.Style
+    style: Any = None  # csv/xlsx: devkit.sample.inbox.Style
 
     @property
     def n(self) -> int:

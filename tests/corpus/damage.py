@@ -42,9 +42,9 @@ from corpus.base import (
     write_json_records,
     write_xlsx_rows,
 )
-from tthc.sample import inbox as I
-from tthc.sample import refdata as R
-from tthc.sample.encodings import encode_cp1258
+from devkit.sample import inbox as I
+from devkit.sample import refdata as R
+from devkit.sample.encodings import encode_cp1258
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def crash(prefect_harness, tmp_path_factory) -> Crash:
     from prefect.settings import PREFECT_API_URL
 
     from flows.nightly import nightly
-    from tthc.sample import generate_inbox
+    from devkit.sample import generate_inbox
 
     api_url = PREFECT_API_URL.value()
     assert api_url, "the Prefect test harness gives an API URL"

@@ -20,7 +20,7 @@ RUN = textwrap.dedent("""
     from types import SimpleNamespace
     from transforms.quality.gate import check_batch
     from transforms.quality.report import build_reports
-    from transforms.quality.synth import DOSSIERS, write_dossier_batch
+    from devkit.synth import DOSSIERS, write_dossier_batch
     wh, seed = Path(sys.argv[1]), int(sys.argv[2])
     b = write_dossier_batch(wh, 200, end=date(2025, 12, 31), seed=seed)
     g = check_batch(wh, DOSSIERS, b, settings=SimpleNamespace(dq_gx_sample_rows=200), as_of=date(2025, 12, 31))

@@ -50,7 +50,7 @@ def free_port() -> int:
 
 
 def test_readme_server_recipe_runs_the_nightly_deployment(tmp_path):
-    from tthc.sample.inbox import generate_inbox
+    from devkit.sample.inbox import generate_inbox
 
     if subprocess.run(["which", "curl"], capture_output=True).returncode:
         pytest.skip("the recipe waits for the server with curl, which is not installed")

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def test_modes_do_not_follow_a_permissive_umask(prefect_harness, tmp_path, monkeypatch):
     from flows.nightly import nightly
-    from tthc.sample.inbox import generate_inbox
+    from devkit.sample.inbox import generate_inbox
 
     inbox, wh = tmp_path / "inbox", tmp_path / "wh"
     generate_inbox(inbox, seed=5, scale=0.05)

@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 
-from tthc.sample import generate_inbox
+from devkit.sample import generate_inbox
 from warehouse.ledger import Ledger
 
 pytestmark = pytest.mark.integration
@@ -265,8 +265,8 @@ def test_a_pull_sets_aside_its_bad_row_and_commits_the_window(prefect_harness, t
     watermark moves (before, the window was held and pulled again every night); the flow's outcome and the ledger
     count what the gate moved."""
     from flows.pull import pull
-    from tthc.fakeportal.generate import AGENCIES, generate_dossiers
-    from tthc.fakeportal.server import FakePortal
+    from devkit.fakeportal.generate import AGENCIES, generate_dossiers
+    from devkit.fakeportal.server import FakePortal
 
     records = generate_dossiers(200, seed=5)
     records[17]["MaTTHC"] = f"{records[17]['ChuHoSo']} {records[17]['SoDienThoai']}"

@@ -55,7 +55,7 @@ ODD = {
 
 def _office_agencies(path: Path) -> list[list[str]]:
     """Rewrite the generated agencies.csv as a Vietnamese Windows Excel saves it; returns its rows."""
-    from tthc.sample.encodings import encode_cp1258
+    from devkit.sample.encodings import encode_cp1258
 
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
     out = []
@@ -137,7 +137,7 @@ def nights(prefect_harness, tmp_path_factory) -> Nights:
     from prefect.settings import PREFECT_API_URL
 
     from flows.nightly import nightly
-    from tthc.sample import generate_inbox
+    from devkit.sample import generate_inbox
 
     root = tmp_path_factory.mktemp("inbox_nights")
     inbox, wh, outside = root / "inbox", root / "wh", root / "elsewhere"
@@ -171,7 +171,7 @@ def nights(prefect_harness, tmp_path_factory) -> Nights:
     kept1 = (wh / "_config" / "agencies.last_good.csv").read_bytes()
 
     # night 2: the list broken; a new ratings export
-    from tthc.sample.encodings import encode_cp1258
+    from devkit.sample.encodings import encode_cp1258
 
     text = (inbox / "agencies.csv").read_bytes()
     broken = text + encode_cp1258(f"{agencies[0][0]};Trùng mã;province;;01/01/2023;;H00.404;x\r\n")
@@ -295,7 +295,7 @@ def test_night3_tthc_run_names_the_unreadable_file_and_goes_on_without_a_traceba
 def test_no_list_ever_kept_ingests_nothing_and_fails_in_words(prefect_harness, tmp_path):
     from prefect.settings import PREFECT_API_URL
 
-    from tthc.sample import generate_inbox
+    from devkit.sample import generate_inbox
 
     inbox, wh = tmp_path / "inbox", tmp_path / "wh"
     generate_inbox(inbox, seed=5, scale=0.02)

@@ -115,7 +115,7 @@ class TwoRuns:
 
 @pytest.fixture(scope="module")
 def two_runs(prefect_harness, tmp_path_factory) -> TwoRuns:
-    from tthc.sample import generate_inbox
+    from devkit.sample import generate_inbox
 
     root = tmp_path_factory.mktemp("nightly")
     inbox, wh = root / "inbox", root / "wh"
@@ -271,7 +271,7 @@ class CleanRun:
 
 @pytest.fixture(scope="module")
 def clean_run(prefect_harness, tmp_path_factory) -> CleanRun:
-    from tthc.sample import generate_inbox
+    from devkit.sample import generate_inbox
 
     root = tmp_path_factory.mktemp("nightly_clean")
     inbox, wh = root / "inbox", root / "wh"

@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
-from tthc.fakeportal.server import FakePortal
-from tthc.sample import generate_inbox
+from devkit.fakeportal.server import FakePortal
+from devkit.sample import generate_inbox
 from warehouse.ledger import Ledger
 
 pytestmark = pytest.mark.integration

@@ -102,7 +102,7 @@ class Nights:
 
 @pytest.fixture(scope="module")
 def nights(prefect_harness, tmp_path_factory) -> Nights:
-    from tthc.sample import generate_inbox
+    from devkit.sample import generate_inbox
 
     root = tmp_path_factory.mktemp("publish")
     inbox2 = root / "inbox2"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tthc.fakeportal.generate import AGENCIES, generate_dossiers
-from tthc.fakeportal.server import FakePortal
+from devkit.fakeportal.generate import AGENCIES, generate_dossiers
+from devkit.fakeportal.server import FakePortal
 from warehouse.ledger import Ledger
 
 

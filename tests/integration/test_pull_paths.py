@@ -18,9 +18,9 @@ from transforms.pull.http import RetryPolicy
 from transforms.pull.run import PullSpec, backfill_window, configured_pulls, pull_to_warehouse
 from transforms.pull.sql import OneStopSqlSettings
 from transforms.pull.window import parse_timestamp
-from tthc.fakeportal.generate import AGENCIES, generate_dossiers, touch
-from tthc.fakeportal.replica import create_replica
-from tthc.fakeportal.server import FakePortal, Faults
+from devkit.fakeportal.generate import AGENCIES, generate_dossiers, touch
+from devkit.fakeportal.replica import create_replica
+from devkit.fakeportal.server import FakePortal, Faults
 from warehouse.ledger import Ledger
 
 KEY = b"pull-test-key"

@@ -18,7 +18,7 @@ from flows import alerts
 from transforms.quality import mart_dq
 from transforms.quality.gate import check_batch
 from transforms.quality.report import TITLE, build_reports
-from transforms.quality.synth import DOSSIERS, write_dossier_batch
+from devkit.synth import DOSSIERS, write_dossier_batch
 
 AS_OF = date(2025, 12, 31)
 

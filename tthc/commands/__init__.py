@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
 
 
 def require_warehouse(s, *, ledger: bool = True, folder: bool = False) -> Path:
@@ -24,3 +26,23 @@ def require_warehouse(s, *, ledger: bool = True, folder: bool = False) -> Path:
         Console(stderr=True).print(f"[red]{msg}[/red]")
         raise typer.Exit(2)
     return wh
+
+
+DEVKIT_MISSING = ("`tthc {command}` is a development tool (the devkit package), not part of the installed "
+                  "product: install the dev extra from a clone of the repository (`pip install -e '.[dev]'`, or "
+                  "`make install`).")
+
+
+def devkit_module(name: str, command: str) -> ModuleType:
+    """Import ``devkit.<name>`` for a development command (``tthc sample``, ``tthc fake-portal``); when devkit is not
+    installed, stop with one sentence saying how to get it (exit 2) instead of a traceback."""
+    import typer
+    from rich.console import Console
+
+    try:
+        return importlib.import_module(f"devkit.{name}")
+    except ModuleNotFoundError as exc:
+        if not f"devkit.{name}.".startswith(f"{exc.name}."):  # devkit itself (or that part of it) is absent
+            raise
+        Console(stderr=True).print(DEVKIT_MISSING.format(command=command), style="red", markup=False)
+        raise typer.Exit(2) from None

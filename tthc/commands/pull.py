@@ -1,4 +1,5 @@
-"""``tthc fake-portal``: the fake export API for demos and tests (pulling itself runs in the nightly flow)."""
+"""``tthc fake-portal``: the fake export API for demos and tests (devkit.fakeportal, the dev extra; pulling itself runs
+in the nightly flow)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import typer
 
 from tthc.cli import app
+from tthc.commands import devkit_module
 
 
 @app.command("fake-portal")
@@ -34,9 +36,9 @@ def fake_portal(
                                       "generated dossiers' agencies here (give it as TTHC_AGENCIES_PATH)."),
 ) -> None:
     """Run a fake export API on 127.0.0.1 serving records through the export API contract, with faults."""
-    from tthc.fakeportal.generate import write_agencies_csv
-    from tthc.fakeportal.server import Faults, serve
-
+    write_agencies_csv = devkit_module("fakeportal.generate", "fake-portal").write_agencies_csv
+    server = devkit_module("fakeportal.server", "fake-portal")
+    Faults, serve = server.Faults, server.serve
     if data is None and not generate:
         raise typer.BadParameter("give --data DIR and/or --generate N")
     if agencies_out is not None:

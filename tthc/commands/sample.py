@@ -1,4 +1,5 @@
-"""``tthc sample``: write a realistic sample inbox (every source format) for one invented province."""
+"""``tthc sample``: write a realistic sample inbox (every source format) for one invented province (devkit.sample,
+the dev extra)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tthc.cli import app
+from tthc.commands import devkit_module
 
 console = Console()
 
@@ -22,8 +24,7 @@ def sample(
                                              help="Also write a file no encoding decodes with certainty."),
 ) -> None:
     """Write a sample inbox: <out>/<source>/<entity>/<file>, agencies.csv and manifest.json."""
-    from tthc.sample import generate_inbox
-
+    generate_inbox = devkit_module("sample", "sample").generate_inbox
     if scale <= 0:
         raise typer.BadParameter("--scale must be positive")
     with console.status(f"Writing the sample inbox to {out} ..."):

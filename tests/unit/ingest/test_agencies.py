@@ -34,7 +34,7 @@ def _agencies(tmp_path, lines, header=HEADER, bom=False, name="agencies.csv"):
 
 def _write(tmp_path, text: str, encoding: str, name="agencies.csv") -> Path:
     """``text`` saved as an office's software saves it (Windows-1258: tone marks as combining characters)."""
-    from tthc.sample.encodings import encode_cp1258
+    from devkit.sample.encodings import encode_cp1258
 
     p = tmp_path / name
     p.write_bytes(encode_cp1258(text) if encoding == "cp1258" else text.encode(encoding))
@@ -58,7 +58,7 @@ def test_good_file_loads_with_blanks_as_none(tmp_path):
 
 
 def test_generated_agencies_file_loads(tmp_path):
-    from tthc.sample import generate_inbox
+    from devkit.sample import generate_inbox
 
     generate_inbox(tmp_path / "in", seed=3, scale=0.02)
     path = tmp_path / "in" / "agencies.csv"
@@ -87,7 +87,7 @@ def test_every_common_encoding_and_delimiter_reads_the_same_list(tmp_path, encod
 
 
 def test_utf8_damaged_by_a_cp1252_round_trip_is_repaired(tmp_path):
-    from tthc.sample.encodings import cp1252_mojibake
+    from devkit.sample.encodings import cp1252_mojibake
 
     rows = agencies.read_agencies(_write(tmp_path, cp1252_mojibake("\n".join([HEADER, *GOOD]) + "\n"), "utf-8"))
     assert rows[0]["agency_name"] == "Tỉnh Thử"

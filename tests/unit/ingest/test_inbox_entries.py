@@ -190,7 +190,7 @@ def run_as_anyone(args: list[str], *, cwd: Path, env: dict[str, str] | None = No
 
 
 def test_a_file_that_cannot_be_read_is_its_failure_and_the_next_files_are_ingested(tmp_path):
-    from tthc.sample import generate_inbox
+    from devkit.sample import generate_inbox
 
     inbox, wh = tmp_path / "in", tmp_path / "wh"
     manifest = generate_inbox(inbox, seed=3, scale=0.02)

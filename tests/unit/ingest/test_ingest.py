@@ -76,7 +76,7 @@ def test_discover_empty_or_absent_inbox(tmp_path):
 # ---------------------------------------------------------------- one file = one batch
 @pytest.fixture
 def small_inbox(tmp_path_factory):
-    from tthc.sample import generate_inbox
+    from devkit.sample import generate_inbox
 
     root = tmp_path_factory.mktemp("inbox")
     manifest = generate_inbox(root, seed=3, scale=0.02)

@@ -14,7 +14,7 @@ from warehouse.ledger import Ledger
 
 @pytest.fixture
 def bulk_csv(tmp_path):
-    from tthc.sample.bulk import write_agencies_csv, write_dossier_csv
+    from devkit.sample.bulk import write_agencies_csv, write_dossier_csv
 
     d = tmp_path / "in"
     d.mkdir()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tthc.fakeportal.generate import generate_dossiers
+from devkit.fakeportal.generate import generate_dossiers
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 from transforms.pull.http import (PullStats, RetryBudgetExceeded, RetryPolicy, SourceAuthError,
                                   UnstableWindowError, pull_entity)
 from transforms.pull.window import local_now, parse_timestamp, record_key
-from tthc.fakeportal.server import FakePortal, Faults
+from devkit.fakeportal.server import FakePortal, Faults
 
 FAST = dict(base_delay=0.005, max_delay=0.05, max_retry_seconds=30, timeout=5)
 START = datetime(2000, 1, 1)
@@ -145,7 +145,7 @@ def test_fake_portal_agencies_file_covers_the_generated_dossiers(tmp_path):
     """`tthc fake-portal --generate N --agencies-out F`: F is an agencies.csv the pipeline loads, holding every
     agency a generated dossier names (without it, pulling the fake portal quarantines every dossier)."""
     from transforms.ingest import load_agencies
-    from tthc.fakeportal.generate import generate_dossiers, write_agencies_csv
+    from devkit.fakeportal.generate import generate_dossiers, write_agencies_csv
 
     write_agencies_csv(tmp_path / "a" / "agencies.csv")
     codes = {a["agency_code"] for a in load_agencies(tmp_path / "a" / "agencies.csv")}

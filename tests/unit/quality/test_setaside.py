@@ -231,7 +231,7 @@ def test_batch_level_checks_keep_their_severities_when_rows_are_set_aside(tmp_pa
     """Schema drift stays critical, volume and freshness warnings: setting rows aside changes none of them."""
     from datetime import datetime, timedelta
 
-    from transforms.quality.synth import write_dossier_batch
+    from devkit.synth import write_dossier_batch
 
     for k in range(4):
         end = AS_OF - timedelta(days=30 + 4 - k)

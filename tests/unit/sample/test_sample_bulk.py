@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import unicodedata
 
-from tthc.sample.bulk import HEADERS, write_agencies_csv, write_dossier_csv
-from tthc.sample.encodings import cp1252_mojibake, encode_cp1258, undo_cp1252_mojibake
+from devkit.sample.bulk import HEADERS, write_agencies_csv, write_dossier_csv
+from devkit.sample.encodings import cp1252_mojibake, encode_cp1258, undo_cp1252_mojibake
 
 
 def test_bulk_csv_rows_headers_and_agencies(tmp_path):

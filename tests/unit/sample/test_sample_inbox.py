@@ -12,8 +12,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from tthc.sample import generate_inbox
-from tthc.sample.encodings import undo_cp1252_mojibake
+from devkit.sample import generate_inbox
+from devkit.sample.encodings import undo_cp1252_mojibake
 
 SCALE = 0.12
 

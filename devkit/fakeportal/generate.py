@@ -21,7 +21,7 @@ GIVEN = ["Văn An", "Thị Bình", "Minh Châu", "Quốc Dũng", "Ngọc Hà", "
 def write_agencies_csv(path) -> None:
     """An agencies.csv holding the generated dossiers' agencies (communes and a department of province H19), for a
     pipeline pointed at the fake portal: without it every generated dossier is quarantined as unknown."""
-    from tthc.sample.refdata import write_agencies_csv as write
+    from devkit.sample.refdata import write_agencies_csv as write
 
     rows = [["H19", "Tỉnh H19 (dữ liệu giả lập)", "province", "", "2023-01-01", "", "", "fake portal"]]
     rows += [[a, f"Đơn vị {a} (giả lập)", "department" if a.endswith("SNV") else "commune", "H19", "2023-01-01", "",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tthc.sample import refdata as R
+from devkit.sample import refdata as R
 
 BULK_AGENCIES = [a.code for a in R.AGENCIES if a.level in ("commune", "department")]
 _T0 = np.datetime64("2023-01-01T00:00:00", "s")

@@ -1,5 +1,5 @@
 """Sample inbox generator: a realistic inbox for one invented province, in every format of docs/sources.md."""
 
-from tthc.sample.inbox import generate_inbox
+from devkit.sample.inbox import generate_inbox
 
 __all__ = ["generate_inbox"]

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from tthc.sample import refdata as R
-from tthc.sample import simulate as S
-from tthc.sample.encodings import cp1252_mojibake, encode_cp1258
+from devkit.sample import refdata as R
+from devkit.sample import simulate as S
+from devkit.sample.encodings import cp1252_mojibake, encode_cp1258
 
 DOSSIER_COLUMNS: list[tuple[str, str]] = [
     ("dossier_id", "Mã hồ sơ"), ("procedure_code", "Mã TTHC"), ("procedure_name", "Tên TTHC"),

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import holidays
 
-from tthc.sample import refdata as R
+from devkit.sample import refdata as R
 
 START = date(2023, 1, 1)
 END = date(2025, 12, 31)

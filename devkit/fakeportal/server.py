@@ -290,7 +290,7 @@ def serve(data_dir: Path | None, *, port: int, token: str, faults: Faults,
           generated: int = 0, seed: int = 0) -> FakePortal:
     data: dict[str, list[dict]] = load_data_dir(data_dir) if data_dir else {}
     if generated:
-        from tthc.fakeportal.generate import generate_dossiers
+        from devkit.fakeportal.generate import generate_dossiers
 
         data.setdefault("dossiers", []).extend(generate_dossiers(generated, seed=seed))
     return FakePortal(data, token=token, faults=faults, port=port)
