@@ -149,8 +149,8 @@ def get_settings(**overrides: Any) -> Settings:
 
 
 def quiet_analytics() -> None:
-    """Prefect and GX must not phone home (no network here, and a province's data stays put)."""
+    """Prefect must not phone home (no network here, and a province's data stays put). GX's switch is set where GX is
+    imported (transforms/quality/gx_runner.py), so it holds whoever runs the gate."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")

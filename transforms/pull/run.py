@@ -35,6 +35,7 @@ class PullSpec:
     base_url: str | None = None
     token: str | None = field(default=None, repr=False)
     db_url: str | None = field(default=None, repr=False)
+    sql_config: Any = field(default=None, repr=False)  # sql: a transforms.pull.sql.OneStopSqlSettings
 
     @property
     def fmt(self) -> str:
@@ -47,7 +48,9 @@ class PullSpec:
 
 def configured_pulls(settings: Any) -> list[PullSpec]:
     """Every pull the settings enable. The one-stop dossiers come from the replica when its URL is set,
-    otherwise from the one-stop export API (both would share one watermark, so only one of them runs)."""
+    otherwise from the one-stop export API (both would share one watermark, so only one of them runs). ``settings``
+    is the caller's settings object (the flow's or the CLI's); the replica's table and columns are taken from it
+    here, so the pull itself never reads settings."""
     specs: list[PullSpec] = []
 
     def secret(v):
@@ -57,7 +60,10 @@ def configured_pulls(settings: Any) -> list[PullSpec]:
         for e in DVC_PORTAL_ENTITIES:
             specs.append(PullSpec("dvc_portal", e, "api", settings.dvc_portal_url, secret(settings.dvc_portal_token)))
     if settings.one_stop_db_url:
-        specs.append(PullSpec("one_stop", "dossiers", "sql", db_url=settings.one_stop_db_url))
+        from transforms.pull.sql import OneStopSqlSettings
+
+        specs.append(PullSpec("one_stop", "dossiers", "sql", db_url=settings.one_stop_db_url,
+                              sql_config=OneStopSqlSettings.from_settings(settings)))
     elif settings.one_stop_url:
         specs.append(PullSpec("one_stop", "dossiers", "api", settings.one_stop_url, secret(settings.one_stop_token)))
     return specs
@@ -89,15 +95,20 @@ class PullOutcome:
         return d
 
 
-def describe_source(spec: PullSpec, window: Window) -> str:
+def _sql_config(spec: PullSpec, sql_config=None):
+    """The replica's table and columns: the one given, else the spec's, else the reference schema."""
+    from transforms.pull.sql import OneStopSqlSettings
+
+    return sql_config or spec.sql_config or OneStopSqlSettings()
+
+
+def describe_source(spec: PullSpec, window: Window, sql_config=None) -> str:
     """The ``_source_file`` lineage of a pulled batch: where and which window, never a password or token."""
     if spec.kind == "sql":
         import sqlalchemy as sa
 
-        from transforms.pull.sql import OneStopSqlSettings
-
         url = sa.engine.make_url(spec.db_url).render_as_string(hide_password=True) if spec.db_url else "?"
-        cfg = OneStopSqlSettings.from_settings()
+        cfg = _sql_config(spec, sql_config)
         table = f"{cfg.db_schema}.{cfg.table}" if cfg.db_schema else cfg.table
         return (f"sql:{url}#{table}?updated_from={format_param(window.window_from)}"
                 f"&updated_to={format_param(window.window_to)}")
@@ -110,7 +121,8 @@ def iter_records(spec: PullSpec, window: Window, *, page_size: int, policy: Retr
     if spec.kind == "sql":
         from transforms.pull.sql import pull_sql_dossiers
 
-        return pull_sql_dossiers(spec.db_url, window.window_from, window.window_to, config=sql_config)
+        return pull_sql_dossiers(spec.db_url, window.window_from, window.window_to,
+                                 config=_sql_config(spec, sql_config))
     if not spec.base_url:
         raise PullError(f"{spec.source}: no export API URL configured", source=spec.source, entity=spec.entity)
     if not spec.token:
@@ -155,7 +167,7 @@ def pull_to_warehouse(spec: PullSpec, *, warehouse, ledger, run_id: str, agency_
             return out
         batch_id = pull_batch_id(spec.source, spec.entity, window)
         out.batch_id = batch_id
-        source_file = describe_source(spec, window)
+        source_file = describe_source(spec, window, sql_config)
         ledger.begin_batch(batch_id, run_id, path=source_file, source=spec.source, entity=spec.entity,
                            file_kind=spec.kind, format=spec.fmt)
 

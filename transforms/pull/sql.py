@@ -41,9 +41,10 @@ def reference_mapping() -> tuple[str, dict[str, str]]:
 
 class OneStopSqlSettings(BaseModel):
     """Where the dossiers live in the replica: table, schema, column names (canonical -> real, overriding only the
-    names given) and chunk size. Read from the project's settings object (``from_settings``): env
-    ``TTHC_ONE_STOP_DB_TABLE``, ``TTHC_ONE_STOP_DB_SCHEMA``, ``TTHC_ONE_STOP_DB_COLUMNS`` (JSON),
-    ``TTHC_ONE_STOP_DB_CHUNK_ROWS`` or the TOML file; the URL itself is ``TTHC_ONE_STOP_DB_URL``."""
+    names given) and chunk size. Built by the caller from the settings object it was given (``from_settings``:
+    env ``TTHC_ONE_STOP_DB_TABLE``, ``TTHC_ONE_STOP_DB_SCHEMA``, ``TTHC_ONE_STOP_DB_COLUMNS`` (JSON),
+    ``TTHC_ONE_STOP_DB_CHUNK_ROWS`` or the TOML file; the URL itself is ``TTHC_ONE_STOP_DB_URL``); this module never
+    reads the settings itself. ``OneStopSqlSettings()`` is the reference schema."""
 
     table: str = Field(default_factory=lambda: reference_mapping()[0])
     db_schema: str | None = None
@@ -51,10 +52,8 @@ class OneStopSqlSettings(BaseModel):
     chunk_rows: int = 5000
 
     @classmethod
-    def from_settings(cls, settings=None) -> OneStopSqlSettings:
-        from tthc.settings import get_settings
-
-        s = settings or get_settings()
+    def from_settings(cls, s) -> OneStopSqlSettings:
+        """From the project's settings object (``tthc.settings.Settings``), passed in by the flow or the CLI."""
         values = {"db_schema": s.one_stop_db_schema, "columns": s.one_stop_db_columns,
                   "chunk_rows": s.one_stop_db_chunk_rows}
         if s.one_stop_db_table:
@@ -134,9 +133,10 @@ def build_query(table: sa.Table, columns: dict[str, str], window: Window) -> sa.
 def pull_sql_dossiers(db_url: str | None, window_from: datetime, window_to: datetime, *,
                       config: OneStopSqlSettings | None = None, chunk_rows: int | None = None,
                       engine: sa.Engine | None = None) -> Iterator[list[dict]]:
-    """Yield the dossiers updated in ``[window_from, window_to)`` in chunks of dicts (text values)."""
+    """Yield the dossiers updated in ``[window_from, window_to)`` in chunks of dicts (text values). ``config``: where
+    the dossiers are (``OneStopSqlSettings.from_settings(settings)``); without it, the reference schema."""
     window = Window(window_from, window_to)
-    config = config or OneStopSqlSettings.from_settings()
+    config = config or OneStopSqlSettings()
     chunk_rows = chunk_rows or config.chunk_rows
     columns = config.column_map()
     own_engine = engine is None

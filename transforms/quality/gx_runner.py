@@ -10,6 +10,7 @@ context's ``add_or_update_*`` wipes assets); GX is imported on first use only.
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from pathlib import Path
@@ -25,9 +26,7 @@ _state: dict = {}
 def _context():
     with _lock:
         if "ctx" not in _state:
-            from tthc.settings import quiet_analytics
-
-            quiet_analytics()
+            os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # GX must not phone home; imported only here
             import great_expectations as gx
 
             from great_expectations.data_context.types.base import ProgressBarsConfig

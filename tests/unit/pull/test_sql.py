@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from devkit.fakeportal.replica import create_replica, update_rows
 from transforms.pull.http import PullError
 from transforms.pull.sql import OneStopSqlSettings, pull_sql_dossiers, to_text
 from transforms.pull.window import parse_timestamp
-from tthc.fakeportal.replica import create_replica, update_rows
+from tthc.settings import get_settings
 
 PG_URL = os.environ.get("TTHC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 FAR = datetime(2100, 1, 1)
@@ -138,14 +139,14 @@ def test_renamed_table_and_columns_through_settings(tmp_path, dossiers, monkeypa
         c.exec_driver_sql('ALTER TABLE tbl_hoso DROP COLUMN "DiaChi"')
     monkeypatch.setenv("TTHC_ONE_STOP_DB_TABLE", "tbl_hoso")
     monkeypatch.setenv("TTHC_ONE_STOP_DB_COLUMNS", '{"updated_at": "LastModified"}')
-    cfg = OneStopSqlSettings.from_settings()
+    cfg = OneStopSqlSettings.from_settings(get_settings())
     _, rows = _pull(eng, cfg, START, FAR)
     assert len(rows) == 40
     assert all(r["NgayCapNhat"] for r in rows) and all(r["DiaChi"] is None for r in rows)
     # without the override the required column is missing, and the error names it
     monkeypatch.delenv("TTHC_ONE_STOP_DB_COLUMNS")
     with pytest.raises(PullError, match="NgayCapNhat.*TTHC_ONE_STOP_DB_COLUMNS"):
-        _pull(eng, OneStopSqlSettings.from_settings(), START, FAR)
+        _pull(eng, OneStopSqlSettings.from_settings(get_settings()), START, FAR)
     eng.dispose()
 
 
