@@ -33,6 +33,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.kpis import registry as kpis
 from transforms.calendar import PERIOD_BASES, periods_between
 from transforms.core import duck, make_agency_chain
 from warehouse.store import (GenerationWriter, crash_point, current_generation, generation_manifest,
@@ -44,68 +45,23 @@ MART_F06 = "mart_tt01_form06__agency_period"
 MARTS = (MART_KPI, MART_766, MART_F06)
 DEFAULT_TARGETS = Path(__file__).resolve().parent.parent / "tthc" / "config" / "targets.csv"
 
-# kpi_code -> (numerator expression, denominator expression) over the rolled-up counters
+# the KPI, indicator and form 06 formulas and the counters they use: transforms/kpis/registry.py
+# kpi_code -> (numerator, denominator) over the rolled-up counters
 KPIS: list[tuple[str, str, str | None]] = [
-    ("on_time_rate", "c_early + c_on_time + c_within", "pop"),
-    ("online_rate", "recv_online", "recv"),
-    ("digitization_rate", "digit", "recv"),
-    ("reuse_rate", "reuse", "recv"),
-    ("e_result_rate", "eres_num", "eres_den"),
-    ("online_payment_rate", "fee_num", "fee_den"),
-    ("satisfaction_rate", "pop - dissat", "pop"),
-    ("feedback_on_time_rate", "fb_ontime", "fb_pop"),
-    ("feedback_satisfaction_rate", "fb_recv - fb_unsat", "fb_recv"),
-    ("procedures_published_rate", "pr_pub_num", "pr_pub_den"),
-    ("procedures_sample_dossier_rate", "pr_sample_num", "pr_pub_den"),
-    ("procedures_online_rate", "pr_onl_num", "pr_onl_den"),
-    ("procedures_full_online_rate", "pr_full_num", "pr_full_den"),
-    ("procedures_simplified_rate", "pr_simp_num", "pr_simp_den"),
-    ("e_certified_copies", "ecert_copies", None),
-]
+    (k.code, kpis.sql(k.numerator), k.denominator and kpis.sql(k.denominator)) for k in kpis.KPIS]
 # indicator -> (numerator, denominator, score expression over r (ratio) / den, max_score)
 INDICATORS: list[tuple[str, str, str, str, str]] = [
-    ("2.1", "c_early + c_on_time + c_within", "pop", "20 * r", "20"),
-    ("3.3", "i33", "recv", "NULL", "NULL"),
-    ("3.6", "fee_num", "fee_den", "NULL", "NULL"),
-    ("4.1", "eres_num", "eres_den", "least(6, 6 * r)", "6"),
-    ("4.2", "i42", "recv", "least(4, 4 * r)", "4"),
-    ("4.3", "reuse", "recv", "least(2, 2 * r / 0.8)", "2"),
-    ("5.2", "fb_ontime", "fb_pop", "CASE WHEN den = 0 THEN 6 ELSE 6 * r END", "6"),
-    ("5.3", "fb_recv - fb_unsat", "fb_recv", "CASE WHEN den = 0 THEN 6 ELSE 6 * r END", "6"),
-    ("5.4", "pop - dissat", "pop", "CASE WHEN den = 0 THEN 0 ELSE least(6, 6 * r / 0.9) END", "6"),
-]
-DOSSIER_COUNTERS = ["pop", "recv", "recv_online", "carried", "resolved", "c_early", "c_on_time", "c_late",
-                    "in_prog", "c_within", "c_overdue", "digit", "reuse", "eres_den", "eres_num", "fee_den",
-                    "fee_num", "dissat", "i33", "i42"]
-FEEDBACK_COUNTERS = ["fb_pop", "fb_ontime", "fb_recv", "fb_unsat"]
-PROC_COUNTERS = ["pr_pub_den", "pr_pub_num", "pr_sample_num", "pr_onl_den", "pr_onl_num", "pr_full_den",
-                 "pr_full_num", "pr_simp_den", "pr_simp_num"]
-# per (dossier, period) flag of every dossier counter (numerators and denominators), over classified_sql's rows
-DOSSIER_FLAGS = {
-    "pop": "true", "recv": "rin", "recv_online": "rin AND online", "carried": "NOT rin", "resolved": "res",
-    "c_early": "cls = 1", "c_on_time": "cls = 2", "c_late": "cls = 3", "in_prog": "NOT res",
-    "c_within": "cls = 4", "c_overdue": "cls = 5", "digit": "rin AND dig", "reuse": "rin AND reu",
-    "eres_den": "res AND st910 AND paper", "eres_num": "res AND st910 AND paper AND eres",
-    "fee_den": "rin AND fee", "fee_num": "rin AND fee AND coalesce(paid <= e, false)",
-    "dissat": "cls IN (3, 5) OR rated_dis OR coalesce(fbd <= e, false)",
-    "i33": "rin AND online AND (NOT paper OR eres)",
-    "i42": "rin AND dig AND NOT (res AND st910 AND paper AND NOT eres)",
-}
-assert list(DOSSIER_FLAGS) == DOSSIER_COUNTERS
-FEEDBACK_FLAGS = {
-    "fb_pop": "true",
-    "fb_ontime": "(answered AND ad <= dl) OR (NOT answered AND e <= dl)",
-    "fb_recv": "rin",
-    "fb_unsat": "rin AND (dislikes > likes OR is_re_complaint OR (answered AND ad > dl) OR (NOT answered AND e > dl))",
-}
-ALL_COUNTERS = DOSSIER_COUNTERS + FEEDBACK_COUNTERS + PROC_COUNTERS + ["ecert_copies"]
-F06_COLUMNS = [
-    ("c03_received_total", "pop"), ("c04_received_online", "recv_online"),
-    ("c05_received_direct_postal", "recv - recv_online"), ("c06_carried_over", "carried"),
-    ("c07_resolved_total", "resolved"), ("c08_resolved_early", "c_early"), ("c09_resolved_on_time", "c_on_time"),
-    ("c10_resolved_late", "c_late"), ("c11_in_progress_total", "in_prog"),
-    ("c12_in_progress_within_time", "c_within"), ("c13_in_progress_overdue", "c_overdue"),
-]
+    (i.code, kpis.sql(i.numerator), kpis.sql(i.denominator), i.score,
+     "NULL" if i.max_score is None else str(i.max_score)) for i in kpis.INDICATORS]
+DOSSIER_COUNTERS = [c.column for c in kpis.counters_of("dossier")]
+FEEDBACK_COUNTERS = [c.column for c in kpis.counters_of("feedback")]
+PROC_COUNTERS = [c.column for c in kpis.counters_of("procedure")]
+# per (dossier, period) condition of every dossier counter (numerators and denominators), over classified_sql's rows
+DOSSIER_FLAGS = {c.column: c.condition for c in kpis.counters_of("dossier")}
+FEEDBACK_FLAGS = {c.column: c.condition for c in kpis.counters_of("feedback")}
+ALL_COUNTERS = (DOSSIER_COUNTERS + FEEDBACK_COUNTERS + PROC_COUNTERS
+                + [c.column for c in kpis.counters_of("e_certification")])
+F06_COLUMNS = [(f.code, kpis.sql(f.formula)) for f in kpis.FORM06]
 KPI_KEYS = ["agency_code", "period_type", "period", "kpi_code"]
 I766_KEYS = ["agency_code", "period_type", "period", "indicator_code"]
 F06_KEYS = ["agency_code", "period_basis", "period_type", "period", "field_code", "field_name"]
@@ -791,30 +747,8 @@ def publish_marts(wh: Path, tables: dict[str, pa.Table], periods: set[str] | Non
 # ---------------------------------------------------------------------------------------------------------------
 CLASS_SQL = ("CASE cls WHEN 1 THEN 'early' WHEN 2 THEN 'on_time' WHEN 3 THEN 'late' WHEN 4 THEN 'within_time' "
              "WHEN 5 THEN 'overdue' END")
-# code -> (record kind, numerator flag, denominator flag)
-EXPLAIN = {
-    "on_time_rate": ("dossier", "cls IN (1, 2, 4)", "true"),
-    "online_rate": ("dossier", DOSSIER_FLAGS["recv_online"], "rin"),
-    "digitization_rate": ("dossier", DOSSIER_FLAGS["digit"], "rin"),
-    "reuse_rate": ("dossier", DOSSIER_FLAGS["reuse"], "rin"),
-    "e_result_rate": ("dossier", DOSSIER_FLAGS["eres_num"], DOSSIER_FLAGS["eres_den"]),
-    "online_payment_rate": ("dossier", DOSSIER_FLAGS["fee_num"], DOSSIER_FLAGS["fee_den"]),
-    "satisfaction_rate": ("dossier", f"NOT ({DOSSIER_FLAGS['dissat']})", "true"),
-    "feedback_on_time_rate": ("feedback", FEEDBACK_FLAGS["fb_ontime"], "true"),
-    "feedback_satisfaction_rate": ("feedback", f"rin AND NOT ({FEEDBACK_FLAGS['fb_unsat']})", "rin"),
-    "2.1": ("dossier", "cls IN (1, 2, 4)", "true"),
-    "3.3": ("dossier", DOSSIER_FLAGS["i33"], "rin"),
-    "3.6": ("dossier", DOSSIER_FLAGS["fee_num"], DOSSIER_FLAGS["fee_den"]),
-    "4.1": ("dossier", DOSSIER_FLAGS["eres_num"], DOSSIER_FLAGS["eres_den"]),
-    "4.2": ("dossier", DOSSIER_FLAGS["i42"], "rin"),
-    "4.3": ("dossier", DOSSIER_FLAGS["reuse"], "rin"),
-    "5.2": ("feedback", FEEDBACK_FLAGS["fb_ontime"], "true"),
-    "5.3": ("feedback", f"rin AND NOT ({FEEDBACK_FLAGS['fb_unsat']})", "rin"),
-    "5.4": ("dossier", f"NOT ({DOSSIER_FLAGS['dissat']})", "true"),
-    # form 06 columns
-    **{name: ("dossier", DOSSIER_FLAGS[expr] if expr in DOSSIER_FLAGS else "rin AND NOT online", "true")
-       for name, expr in F06_COLUMNS},
-}
+# code -> (record kind, numerator condition, denominator condition), from the registry
+EXPLAIN = kpis.explainable()
 
 
 def marts_as_of(warehouse: Path) -> date | None:

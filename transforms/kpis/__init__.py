@@ -1,0 +1,1 @@
+"""The KPI registry (``registry``) and the rule book generated from it (``rulebook``)."""
