@@ -12,7 +12,7 @@ import pytest
 from transforms.readers import normalize_header, raw_schema, read_file
 from transforms.readers._common import header_lookup
 
-SAMPLE_INBOX = Path("/work/shared/samples/inbox")
+SAMPLE_INBOX = Path(__file__).resolve().parents[4] / "shared" / "samples" / "inbox"  # ../shared beside the repo
 
 pytestmark = pytest.mark.skipif(not (SAMPLE_INBOX / "manifest.json").exists(),
                                 reason=f"the shared sample inbox is absent ({SAMPLE_INBOX})")
