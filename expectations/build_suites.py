@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from transforms.kpis import registry as kpis
+
 HERE = Path(__file__).resolve().parent
 TABLES = HERE / "tables"
 SUITES = HERE / "suites"
@@ -255,8 +257,11 @@ F06_IDENTITIES = [
     ("c07=c08+c09+c10", "c07_resolved_total <> c08_resolved_early + c09_resolved_on_time + c10_resolved_late"),
     ("c11=c12+c13", "c11_in_progress_total <> c12_in_progress_within_time + c13_in_progress_overdue"),
 ]
-MAX_SCORE_SQL = ("CASE indicator_code WHEN '2.1' THEN 20 WHEN '4.1' THEN 6 WHEN '4.2' THEN 4 WHEN '4.3' THEN 2 "
-                 "WHEN '5.2' THEN 6 WHEN '5.3' THEN 6 WHEN '5.4' THEN 6 END")
+MAX_SCORE_SQL = ("CASE indicator_code " + " ".join(f"WHEN '{i.code}' THEN {i.max_score}" for i in kpis.INDICATORS
+                                                    if i.max_score is not None) + " END")
+# the codes a mart may hold (transforms/kpis/registry.py)
+MEASURE_CODES = {"mart_kpi__agency_period": {"kpi_code": [k.code for k in kpis.KPIS]},
+                 "mart_766__agency_period": {"indicator_code": [i.code for i in kpis.INDICATORS]}}
 KPI_VALUE_SQL = ("CASE WHEN kpi_code = 'e_certified_copies' THEN CAST(numerator AS DOUBLE) "
                  "WHEN denominator = 0 THEN NULL ELSE numerator / denominator END")
 # rows that break an identity of the table: (rule suffix, SQL condition selecting the bad rows, severity).
@@ -384,11 +389,9 @@ def build_derived_suite(table: str) -> dict:
     else:
         exps.append(_exp("expect_compound_columns_to_be_unique", {"column_list": key},
                          "unique_key:" + "+".join(key), "critical"))
-    # codes: inherited from the staged contract, derived lists, the KPI/indicator lists of the mart contract
+    # codes: inherited from the staged contract, derived lists, the KPI/indicator codes of the registry
     derived_codes = dict(DERIVED_CODES.get(table, {}))
-    if "kpis" in c:
-        code_col = "kpi_code" if "kpi_code" in names else "indicator_code"
-        derived_codes[code_col] = [str(k["code"]) for k in c["kpis"]]
+    derived_codes.update(MEASURE_CODES.get(table, {}))
     for n in names:
         s = stg.get(n, {})
         if s.get("type") == "code":
