@@ -30,12 +30,11 @@ def _night(st, p):
     return p
 
 
-def _clean_second_night(tmp_path):
-    """The marts a clean (uninterrupted) second night gives, in a warehouse of its own."""
-    from conftest import Staged
-
+def _clean_second_night(tmp_path, staged_type):
+    """The marts a clean (uninterrupted) second night gives, in a warehouse of its own (``staged_type``: this folder's
+    conftest ``Staged``, taken from the fixture: ``from conftest import`` finds whichever conftest was loaded last)."""
     (tmp_path / "clean").mkdir()
-    st = Staged(tmp_path / "clean")
+    st = staged_type(tmp_path / "clean")
     first_night(st)
     _night(st, _plan(st))
     second_night(st)
@@ -71,7 +70,7 @@ def test_nothing_new_publishes_nothing(staged):
 
 
 def test_a_run_killed_between_core_and_marts_is_finished_by_the_next_one(staged, tmp_path):
-    clean = _clean_second_night(tmp_path)
+    clean = _clean_second_night(tmp_path, type(staged))
     first_night(staged)
     _night(staged, _plan(staged))
     night1 = snapshot(staged.wh, MARTS)
@@ -89,7 +88,7 @@ def test_a_run_killed_between_core_and_marts_is_finished_by_the_next_one(staged,
 
 
 def test_an_interrupted_core_build_rebuilds_core_then_every_period(staged, tmp_path):
-    clean = _clean_second_night(tmp_path)
+    clean = _clean_second_night(tmp_path, type(staged))
     first_night(staged)
     _night(staged, _plan(staged))
     second_night(staged)
