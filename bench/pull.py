@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from transforms.pull.http import PullStats, pull_entity  # noqa: E402
-from transforms.pull.sql import OneStopSqlSettings, pull_sql_dossiers  # noqa: E402
 from devkit.fakeportal.generate import generate_dossiers  # noqa: E402
 from devkit.fakeportal.server import FakePortal  # noqa: E402
+from transforms.pull.http import PullStats, pull_entity  # noqa: E402
+from transforms.pull.sql import OneStopSqlSettings, pull_sql_dossiers  # noqa: E402
 
 START, END = datetime(2000, 1, 1), datetime(2100, 1, 1)
 

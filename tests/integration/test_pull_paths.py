@@ -13,14 +13,14 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
+from devkit.fakeportal.generate import AGENCIES, generate_dossiers, touch
+from devkit.fakeportal.replica import create_replica
+from devkit.fakeportal.server import FakePortal, Faults
 from transforms import ingest
 from transforms.pull.http import RetryPolicy
 from transforms.pull.run import PullSpec, backfill_window, configured_pulls, pull_to_warehouse
 from transforms.pull.sql import OneStopSqlSettings
 from transforms.pull.window import parse_timestamp
-from devkit.fakeportal.generate import AGENCIES, generate_dossiers, touch
-from devkit.fakeportal.replica import create_replica
-from devkit.fakeportal.server import FakePortal, Faults
 from warehouse.ledger import Ledger
 
 KEY = b"pull-test-key"

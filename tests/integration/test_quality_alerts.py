@@ -14,11 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from devkit.synth import DOSSIERS, write_dossier_batch
 from flows import alerts
 from transforms.quality import mart_dq
 from transforms.quality.gate import check_batch
 from transforms.quality.report import TITLE, build_reports
-from devkit.synth import DOSSIERS, write_dossier_batch
 
 AS_OF = date(2025, 12, 31)
 

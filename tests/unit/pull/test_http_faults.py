@@ -9,10 +9,10 @@ from datetime import datetime
 
 import pytest
 
+from devkit.fakeportal.server import FakePortal, Faults
 from transforms.pull.http import (PullStats, RetryBudgetExceeded, RetryPolicy, SourceAuthError,
                                   UnstableWindowError, pull_entity)
 from transforms.pull.window import local_now, parse_timestamp, record_key
-from devkit.fakeportal.server import FakePortal, Faults
 
 FAST = dict(base_delay=0.005, max_delay=0.05, max_retry_seconds=30, timeout=5)
 START = datetime(2000, 1, 1)

@@ -150,6 +150,28 @@ def test_renamed_table_and_columns_through_settings(tmp_path, dossiers, monkeypa
     eng.dispose()
 
 
+def test_the_pull_spec_carries_the_replica_settings_it_was_built_from(tmp_path, dossiers, monkeypatch):
+    # the flow hands its settings to configured_pulls; the pull reads the table from the spec, never the settings
+    from transforms.pull.run import configured_pulls, describe_source, iter_records
+    from transforms.pull.window import Window
+
+    url = f"sqlite:///{tmp_path / 'vendor.sqlite'}"
+    eng = sa.create_engine(url)
+    create_replica(eng, dossiers[:25], table="tbl_hoso")
+    eng.dispose()
+    for name in ("TTHC_DVC_PORTAL_URL", "TTHC_ONE_STOP_URL", "TTHC_ONE_STOP_DB_COLUMNS", "TTHC_ONE_STOP_DB_SCHEMA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TTHC_ONE_STOP_DB_URL", url)
+    monkeypatch.setenv("TTHC_ONE_STOP_DB_TABLE", "tbl_hoso")
+    [spec] = configured_pulls(get_settings())
+    monkeypatch.setenv("TTHC_ONE_STOP_DB_TABLE", "elsewhere")  # what the environment says later is not read
+    assert spec.kind == "sql" and spec.sql_config.table == "tbl_hoso"
+    window = Window(START, FAR)
+    assert "#tbl_hoso?updated_from=" in describe_source(spec, window)
+    rows = [r for chunk in iter_records(spec, window, page_size=100) for r in chunk]
+    assert len(rows) == 25
+
+
 def test_missing_table_is_a_clear_error(tmp_path):
     eng = sa.create_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}")
     with pytest.raises(PullError, match="'HoSos' not found"):

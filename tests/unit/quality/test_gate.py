@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import duckdb
 import pytest
 
-from transforms.quality.gate import check_batch
 from devkit.synth import DOSSIERS, write_dossier_batch
+from transforms.quality.gate import check_batch
 
 AS_OF = date(2025, 12, 31)
 NO_GX = SimpleNamespace(dq_gx_sample_rows=0, freshness_lag_days=3)

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from transforms.quality.gate import check_batch, gate_batch
 from devkit.synth import DOSSIERS, write_dossier_batch
+from transforms.quality.gate import check_batch, gate_batch
 from warehouse.ledger import Ledger
 
 AS_OF = date(2025, 12, 31)
