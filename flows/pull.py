@@ -20,6 +20,7 @@ from prefect.states import Completed, Failed
 
 from flows.alerts import notify, on_crashed_hook, on_failure_hook
 from flows.runs import warehouse_run
+from transforms import agencies as agency_list
 from transforms import ingest
 from transforms.pull.run import PullOutcome, PullSpec, backfill_window, configured_pulls, pull_to_warehouse
 from tthc.settings import Settings, get_settings
@@ -102,7 +103,17 @@ def pull(warehouse: str | None = None, inbox: str | None = None, date_from: date
             ledger.finish_run(run_id, "completed", {"pulls": 0})
             return Completed(message="no source to pull configured (TTHC_DVC_PORTAL_URL, TTHC_ONE_STOP_URL, "
                                      "TTHC_ONE_STOP_DB_URL)")
-        codes = [a["agency_code"] for a in ingest.load_agencies(settings.resolved_agencies_path)]
+        # the same list the nightly flow uses: today's, or the warehouse's last good one when today's is broken
+        night = agency_list.for_night(settings.resolved_agencies_path, wh)
+        if night.rows is None:  # none usable and none kept: nothing is pulled (the sources keep their records)
+            message = night.alert()
+            ledger.finish_run(run_id, "failed", {"pulls": 0, "agencies": message})
+            notify(settings, {"run_id": run_id, "rejected_files": [
+                {"file": str(settings.resolved_agencies_path), "message": message}]})
+            return Failed(message=message)
+        if night.problem:
+            log.error("%s", night.alert())
+        codes = night.codes
         key = settings.pseudonym_key_bytes(create=True)
         backfill = (date_from, date_to or date_from) if date_from else None
         outcomes = [pull_task(s, wh, settings.resolved_ledger_url, run_id, codes, key, settings, use_gate,
