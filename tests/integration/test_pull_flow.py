@@ -9,6 +9,12 @@ from devkit.fakeportal.server import FakePortal
 from warehouse.ledger import Ledger
 
 
+def write_agencies(path) -> None:
+    """The fake portal's communes as an agencies.csv."""
+    path.write_text("agency_code,agency_name,level,parent_code,valid_from,valid_to\n"
+                    + "".join(f"{a},Đơn vị {a},commune,,2023-01-01,\n" for a in AGENCIES), encoding="utf-8")
+
+
 @pytest.mark.integration
 def test_pull_flow_isolates_a_failing_source(prefect_harness, tmp_path, monkeypatch):
     from flows.pull import pull
@@ -18,8 +24,7 @@ def test_pull_flow_isolates_a_failing_source(prefect_harness, tmp_path, monkeypa
                  "paid_at": r["NgayTiepNhan"], "payment_channel": 1, "status": "Thành công",
                  "updated_at": r["NgayCapNhat"]} for i, r in enumerate(records[:20])]
     agencies = tmp_path / "agencies.csv"
-    agencies.write_text("agency_code,agency_name,level,parent_code,valid_from,valid_to\n"
-                        + "".join(f"{a},Đơn vị {a},commune,,2023-01-01,\n" for a in AGENCIES), encoding="utf-8")
+    write_agencies(agencies)
     wh = tmp_path / "wh"
     with FakePortal({"payments": payments}, token="good") as dvc, \
             FakePortal({"dossiers": records}, token="onestop") as one:
@@ -67,8 +72,7 @@ def test_pull_with_a_broken_agency_list_uses_the_last_good_one_or_says_why(prefe
             assert led.get_watermark("one_stop", "dossiers") is None
         finally:
             led.dispose()
-        agencies.write_text("agency_code,agency_name,level,parent_code,valid_from,valid_to\n"
-                            + "".join(f"{a},Đơn vị {a},commune,,2023-01-01,\n" for a in AGENCIES), encoding="utf-8")
+        write_agencies(agencies)
         assert pull(warehouse=str(wh), use_gate=False, return_state=True).is_completed()  # the list is kept now
         agencies.write_text("agency_code;broken\n", encoding="utf-8")
         state = pull(warehouse=str(wh), use_gate=False, return_state=True)
