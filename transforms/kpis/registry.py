@@ -247,6 +247,17 @@ GROUPS = {
     "4": ("Số hóa hồ sơ", "Digitisation", 22),
     "5": ("Mức độ hài lòng", "Satisfaction", 18),
 }
+# how the national portal shows a group in parts (group 3: online service 12 + online payment 10 points), and
+# which indicators fall in each part: group -> ((vi, en, max points, indicator codes), ...)
+GROUP_PARTS = {
+    "3": (("Cung cấp dịch vụ công trực tuyến", "Online service", 12, ("3.3",)),
+          ("Thanh toán trực tuyến", "Online payment", 10, ("3.6",))),
+}
+# why an indicator has no settled score (Indicator.score is "NULL"): code -> (vi, en)
+NO_SCORE_WHY = {
+    "3.3": ("cách chia điểm của nhóm chưa được công bố", "how the group's points split is not public"),
+    "3.6": ("cách tính điểm chưa được công bố", "how its points are computed is not public"),
+}
 
 
 @dataclass(frozen=True)
