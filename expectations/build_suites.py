@@ -24,18 +24,13 @@ from pathlib import Path
 
 import yaml
 
+from transforms.contracts import arrow_type
 from transforms.kpis import registry as kpis
 
 HERE = Path(__file__).resolve().parent
 TABLES = HERE / "tables"
 SUITES = HERE / "suites"
 
-# Parquet/Arrow type names per contract type (checked against the staged file's schema)
-ARROW_TYPES = {
-    "string": "string", "agency": "string", "int": "int64", "money": "int64", "bool": "bool",
-    "timestamp": "timestamp", "date": "date32", "code_list": "string", "supplement_list": "list",
-    "double": "double", "map": "map",
-}
 # date order rules: (later column, earlier column) pairs per table, both must be set for the rule to apply
 DATE_ORDER = {
     "stg_one_stop__dossiers": [("due_at", "received_at"), ("finished_at", "received_at"),
@@ -100,9 +95,7 @@ def build_suite(table: str) -> dict:
         exps.append(_exp("expect_column_to_exist", {"column": col["name"]}, f"column_present:{col['name']}",
                          "critical"))
     for col in stg_cols:
-        typ = ARROW_TYPES.get(col["type"], "string")
-        if col["type"] == "code":
-            typ = "int64" if all(isinstance(k, int) for k in codes[col["codes"]]) else "string"
+        typ = arrow_type(col["type"], col.get("codes"))  # checked against the staged file's schema
         exps.append(_exp("expect_column_values_to_be_of_type", {"column": col["name"], "type_": typ},
                          f"column_type:{col['name']}", "critical", engine="duckdb"))
     for col in stg_cols:
@@ -374,7 +367,7 @@ def build_derived_suite(table: str) -> dict:
                          "critical"))
     for col in cols:
         exps.append(_exp("expect_column_values_to_be_of_type",
-                         {"column": col["name"], "type_": ARROW_TYPES[col["type"]]},
+                         {"column": col["name"], "type_": arrow_type(col["type"])},
                          f"column_type:{col['name']}", "critical", engine="duckdb"))
     not_null = [n for n in key if n not in NULLABLE_KEY.get(table, [])]
     not_null += [n for n in names if stg.get(n, {}).get("required")]

@@ -106,6 +106,33 @@ def code_is_numeric(list_name: str) -> bool:
     return all(isinstance(k, int) for k in code_lists()[list_name])
 
 
+# What each contract type is in the two engines: (DuckDB type, Arrow/Parquet type name as the GX suites check it).
+# A ``code`` is numeric or text by its code list (``code_is_numeric``); ``map`` exists only in marts (Arrow).
+ENGINE_TYPES: dict[str, tuple[str | None, str]] = {
+    "string": ("VARCHAR", "string"), "agency": ("VARCHAR", "string"), "code_list": ("VARCHAR", "string"),
+    "int": ("BIGINT", "int64"), "money": ("BIGINT", "int64"), "bool": ("BOOLEAN", "bool"),
+    "timestamp": ("TIMESTAMP", "timestamp"), "date": ("DATE", "date32"), "double": ("DOUBLE", "double"),
+    "supplement_list": ("STRUCT(requested_at TIMESTAMP, received_at TIMESTAMP)[]", "list"), "map": (None, "map"),
+}
+
+
+def duckdb_type(col_type: str, codes: str | None = None) -> str:
+    """The DuckDB type of a contract column (``codes``: its code list, for type ``code``)."""
+    if col_type == "code":
+        return "BIGINT" if code_is_numeric(codes) else "VARCHAR"
+    duck = ENGINE_TYPES.get(col_type, (None, None))[0]
+    if duck is None:
+        raise ValueError(f"unknown contract type {col_type!r}")
+    return duck
+
+
+def arrow_type(col_type: str, codes: str | None = None) -> str:
+    """The Arrow type name of a contract column in a staged file (unknown types: ``string``)."""
+    if col_type == "code":
+        return "int64" if code_is_numeric(codes) else "string"
+    return ENGINE_TYPES.get(col_type, (None, "string"))[1]
+
+
 @cache
 def mapping(fmt: str) -> dict:
     return yaml.safe_load((MAPPINGS_DIR / f"{fmt}.yaml").read_text(encoding="utf-8"))

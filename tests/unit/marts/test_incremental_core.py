@@ -158,7 +158,7 @@ def test_full_build_with_enum_columns_writes_what_strings_would(staged, monkeypa
     staged.write()
     C.build_core(staged.wh, staged.agencies)
     with_enums = snapshot(staged.wh, CORE)
-    monkeypatch.setattr(C, "dossier_enums", lambda con, src: {})
+    monkeypatch.setattr(C.dossiers, "dossier_enums", lambda con, src: {})
     C.build_core(staged.wh, staged.agencies)
     assert snapshot(staged.wh, CORE) == with_enums
     rows = {r[0]: r[1:] for r in staged.sql("SELECT dossier_id, status, field_code, source_format, supplement_rule, "
