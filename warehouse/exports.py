@@ -9,6 +9,7 @@ show as text and do not evaluate. Numbers stay numbers (a negative count is not 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -41,20 +42,30 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
     return table
 
 
-def write_table(table: pa.Table, out: Path) -> None:
-    """Write ``table`` to ``out`` (.csv: UTF-8 with a BOM, formulas neutralised; .parquet), whole or not at all.
+def write_table(table: pa.Table, out: Path, headers: dict[str, str] | None = None) -> None:
+    """Write ``table`` to ``out`` (.csv: UTF-8 with a BOM, formulas neutralised; .xlsx: one sheet, formulas
+    neutralised; .parquet), whole or not at all. ``headers`` renames columns (e.g. Vietnamese labels) in .csv and
+    .xlsx; Parquet keeps the column names.
 
-    Raises ValueError for any other extension.
+    Raises ValueError for any other extension, or for more rows than a sheet holds.
     """
     import duckdb
 
     out = Path(out)
     suffix = out.suffix.lower()
-    fmt = {".csv": "csv, HEADER true", ".parquet": "parquet"}.get(suffix)
+    fmt = {".csv": "csv, HEADER true", ".parquet": "parquet", ".xlsx": "xlsx"}.get(suffix)
     if fmt is None:
-        raise ValueError(f"--out must end in .csv or .parquet, got {out.name}")
-    if suffix == ".csv":
+        raise ValueError(f"--out must end in .csv, .xlsx or .parquet, got {out.name}")
+    if suffix in (".csv", ".xlsx"):
         table = neutralise_formulas(table)
+        if headers:
+            table = table.rename_columns([headers.get(c, c) for c in table.column_names])
+    if suffix == ".xlsx":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        write_xlsx(table, tmp)
+        tmp.replace(out)
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     try:
@@ -75,3 +86,97 @@ def write_table(table: pa.Table, out: Path) -> None:
 
 def _sql_path(p: Path) -> str:
     return str(p).replace("'", "''")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# XLSX (xlsxwriter): what analysts open in Excel; also the ground of the report workbooks (transforms/reports)
+# ---------------------------------------------------------------------------------------------------------------
+# text is written as text: xlsxwriter would otherwise turn "=..." into a formula, "http..." into a link and "1e5"
+# into a number
+XLSX_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False,
+                "nan_inf_to_errors": True, "remove_timezone": True}
+XLSX_MAX_ROWS = 1_048_576  # rows of a sheet, the header included
+_FORMULA_RE = re.compile(FORMULA_START)
+
+
+def neutral_text(value: str) -> str:
+    """One text value neutralised as ``neutralise_text`` does for a column."""
+    return NEUTRAL_PREFIX + value if _FORMULA_RE.match(value) else value
+
+
+def column_width(header: str, values, lo: int = 6, hi: int = 60) -> float:
+    """A width (characters) that fits the header and the first values of a column."""
+    longest = max((len(str(v)) for v in values if v is not None), default=0)
+    head = max((len(w) for w in str(header).split("\n")), default=0)
+    return float(min(hi, max(lo, longest + 2, head + 2)))
+
+
+def write_xlsx(table: pa.Table, path: Path, sheet: str = "Kết quả") -> None:
+    """``table`` as one sheet: a bold frozen header with a filter, dates as dd/mm/yyyy, numbers as numbers,
+    nested values as text. Text is written as it is: neutralise it first (``neutralise_formulas``)."""
+    import xlsxwriter
+
+    if table.num_rows + 1 > XLSX_MAX_ROWS:
+        raise ValueError(f"{table.num_rows} rows do not fit in an Excel sheet ({XLSX_MAX_ROWS - 1} at most): "
+                         f"narrow the query or write .csv or .parquet")
+    wb = xlsxwriter.Workbook(str(path), {**XLSX_OPTIONS, "constant_memory": True})
+    try:
+        ws = wb.add_worksheet(sheet)
+        head = wb.add_format({"bold": True, "text_wrap": True, "valign": "top", "bg_color": "#DDEBF7",
+                              "border": 1})
+        fmts = {"date": wb.add_format({"num_format": "dd/mm/yyyy"}),
+                "ts": wb.add_format({"num_format": "dd/mm/yyyy hh:mm"}),
+                "int": wb.add_format({"num_format": "#,##0"}), "float": wb.add_format({"num_format": "#,##0.####"})}
+        kinds = [_xlsx_kind(f.type) for f in table.schema]
+        sample = table.slice(0, 1000).to_pylist()
+        for j, name in enumerate(table.column_names):
+            ws.write_string(0, j, name, head)
+            ws.set_column(j, j, column_width(name, (_shown(r[name], kinds[j]) for r in sample)), fmts.get(kinds[j]))
+        ws.freeze_panes(1, 0)
+        if table.num_columns:
+            ws.autofilter(0, 0, max(table.num_rows, 1), table.num_columns - 1)
+        r = 1
+        for batch in table.to_batches(max_chunksize=10_000):
+            for row in batch.to_pylist():
+                for j, v in enumerate(row.values()):
+                    _write_cell(ws, r, j, v, kinds[j], fmts)
+                r += 1
+    finally:
+        wb.close()
+
+
+def _xlsx_kind(t: pa.DataType) -> str:
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "ts"
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "float"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return "text"
+    return "other"
+
+
+def _shown(v, kind: str) -> str:
+    if v is None:
+        return ""
+    return {"date": "00/00/0000", "ts": "00/00/0000 00:00"}.get(kind) or str(v)
+
+
+def _write_cell(ws, r: int, c: int, v, kind: str, fmts: dict) -> None:
+    if v is None:
+        return
+    if kind in ("date", "ts"):
+        ws.write_datetime(r, c, v, fmts[kind])
+    elif kind in ("int", "float"):
+        ws.write_number(r, c, float(v) if kind == "float" else v)
+    elif kind == "bool":
+        ws.write_boolean(r, c, v)
+    elif kind == "text":
+        ws.write_string(r, c, str(v))
+    else:  # lists, structs: their text, neutralised
+        ws.write_string(r, c, neutral_text(str(v)))

@@ -34,11 +34,16 @@ def _print_arrow(t, title: str | None = None, limit: int = 200) -> None:
         console.print(f"... {t.num_rows - limit} more rows (use --out to get them all)")
 
 
-def _write_out(t, out: Path) -> None:
+def _write_out(t, out: Path, vi_headers: bool = False) -> None:
     from warehouse.exports import write_table
 
+    headers = None
+    if vi_headers:
+        from transforms.reports.xlsx_common import vi_headers as labels
+
+        headers = labels(t.column_names)
     try:
-        write_table(t, out)
+        write_table(t, out, headers)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     console.print(f"wrote {t.num_rows} rows to {out}")
@@ -85,14 +90,15 @@ def read_only_statement(con, sql: str) -> None:
     if bad:
         kind = str(bad[0].type).rsplit(".", 1)[-1]
         raise typer.BadParameter(f"tthc query only reads the published tables: a {kind} statement is not allowed "
-                                 f"(use SELECT ...; --out x.csv or x.parquet writes the result)")
+                                 f"(use SELECT ...; --out x.csv, x.xlsx or x.parquet writes the result)")
 
 
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="SQL over the warehouse's tables (each folder is a view)"),
     warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
-    out: Path = typer.Option(None, "--out", help="Write the result to x.csv or x.parquet instead of printing"),
+    out: Path = typer.Option(None, "--out", help="Write the result to x.csv, x.xlsx or x.parquet instead of printing"),
+    vi: bool = typer.Option(False, "--vi-headers", help="Vietnamese column headers in x.csv / x.xlsx"),
     limit: int = typer.Option(200, help="Rows to print"),
     include_private: bool = typer.Option(False, "--include-private",
                                          help="Operators only: also the raw_ and quarantine_ tables (personal data)"),
@@ -120,7 +126,7 @@ def query(
     finally:
         con.close()
     if out:
-        _write_out(t, out)
+        _write_out(t, out, vi)
     else:
         _print_arrow(t, limit=limit)
 
@@ -133,7 +139,8 @@ def explain(
     basis: str = typer.Option("calendar", help="calendar or cutoff_15 (form 06)"),
     as_of: str = typer.Option(None, "--as-of", help="Data date (default: the one the marts were built with)"),
     warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
-    out: Path = typer.Option(None, "--out", help="Write the rows to x.csv or x.parquet"),
+    out: Path = typer.Option(None, "--out", help="Write the rows to x.csv, x.xlsx or x.parquet"),
+    vi: bool = typer.Option(False, "--vi-headers", help="Vietnamese column headers in x.csv / x.xlsx"),
     limit: int = typer.Option(500, help="Rows to print"),
 ) -> None:
     """List the dossiers (or feedback items) behind a KPI's numerator and denominator; no personal data."""
@@ -148,7 +155,7 @@ def explain(
     num = sum(1 for v in t.column("in_numerator").to_pylist() if v)
     title = f"{kpi} · {agency} · {period} ({basis}): numerator {num}, denominator {t.num_rows}"
     if out:
-        _write_out(t, out)
+        _write_out(t, out, vi)
         console.print(title)
     else:
         brief = [c for c in t.column_names if c in (
