@@ -19,12 +19,16 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
+# Vietnam's time (UTC+7, no daylight saving): the exports' local times, the data date, "today" and "yesterday"
+TIME_ZONE = "Asia/Ho_Chi_Minh"
+LOCAL_TZ = ZoneInfo(TIME_ZONE)
 WEEKMASK = "1111100"  # Mon..Fri
 FIRST_YEAR = 2000
 LAST_YEAR = 2045
@@ -193,3 +197,13 @@ def periods_between(first_day: date, as_of: date, bases: Iterable[str] = PERIOD_
 def year_earlier_label(label: str) -> str:
     """``2024-03`` -> ``2023-03``, ``2024-Q1`` -> ``2023-Q1``, ``2024`` -> ``2023``."""
     return f"{int(label[:4]) - 1:04d}{label[4:]}"
+
+
+def local_now() -> datetime:
+    """Now in Vietnam, timezone-aware."""
+    return datetime.now(LOCAL_TZ)
+
+
+def yesterday() -> date:
+    """Yesterday in Vietnam: a run's data date when none is given."""
+    return local_now().date() - timedelta(days=1)

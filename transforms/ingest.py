@@ -468,7 +468,7 @@ def recover(warehouse: Path, ledger: Ledger, current_run_id: str | None = None) 
 # the rejection (a column alias added to a mapping, a code list extended, a new release of the readers)
 _ROOT = Path(__file__).resolve().parent.parent
 READING_RULES = ("transforms/mappings/*.yaml", "expectations/tables/*.yaml", "expectations/codes.yaml",
-                 "transforms/readers/*.py", "transforms/contracts.py", "transforms/staging.py",
+                 "transforms/readers/*.py", "transforms/contracts.py", "transforms/staging/*.py",
                  "transforms/ingest.py")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transforms.staging.formats import TS_FORMATS
 from warehouse.store import copy_query_to_table, table_files, table_glob
 
 TABLE = "mart_dq__agency_source_period"
@@ -20,8 +21,6 @@ ENTITIES = {"dossiers": "one_stop", "procedures": "dvc_portal", "payments": "dvc
             "feedback": "dvc_portal", "e_certifications": "dvc_portal"}
 FLAGS = {"digitization_completeness": "has_digitized_components", "e_result_completeness": "has_e_result",
          "channel_completeness": "channel"}
-DATE_FORMATS = ["%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "%Y%m%d%H%M%S", "%Y-%m-%dT%H:%M:%S",
-                "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
 
 
 def _cols(con, glob: str) -> set[str]:
@@ -40,7 +39,8 @@ def _agency_expr(cols: set[str]) -> str:
 
 def build_sql(con, warehouse: Path) -> str | None:
     parts = []
-    fmts = "[" + ", ".join(f"'{f}'" for f in DATE_FORMATS) + "]"
+    # a quarantined row's Ngày cập nhật is read with staging's formats: the month staging would have given it
+    fmts = "[" + ", ".join(f"'{f}'" for f in TS_FORMATS) + "]"
     for entity, source in ENTITIES.items():
         stg, raw, quar = (f"{p}_{source}__{entity}" for p in ("stg", "raw", "quarantine"))
         if table_files(warehouse, stg):

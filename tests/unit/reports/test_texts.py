@@ -44,7 +44,7 @@ def test_every_row_and_gate_rule_has_vietnamese_words():
     import re
     from pathlib import Path
 
-    src = Path("transforms/staging.py").read_text(encoding="utf-8")
+    src = "\n".join(p.read_text(encoding="utf-8") for p in sorted(Path("transforms/staging").glob("*.py")))
     named = set(re.findall(r'(?:append\(\(|\[\()"([a-z_]+)"', src))
     named |= set(re.findall(r'^\s+\("([a-z_]+)", (?:hdr|header)', src, re.M))
     assert {"required", "invalid_date", "unknown_agency", "unknown_code"} <= named
