@@ -53,9 +53,12 @@ class ReportData:
     dq: pd.DataFrame                     # data-quality rows of the period's months
     held: pd.DataFrame                   # rows of held batches per table and agency (updated in the period)
     manifest: dict = field(default_factory=dict)
+    agency: str | None = None            # the agency asked for (None: the top of the hierarchy)
+    all_agencies: pd.DataFrame | None = None  # every agency of core_agencies (names of any code)
 
     def name(self, code: str) -> str:
-        m = self.agencies.loc[self.agencies.agency_code == code, "agency_name"]
+        a = self.agencies if self.all_agencies is None else self.all_agencies
+        m = a.loc[a.agency_code == code, "agency_name"]
         return str(m.iloc[0]) if len(m) else code
 
     @property
@@ -184,4 +187,4 @@ def load(warehouse: Path | str, period: Period | str, agency: str | None = None,
     present = set(kpi.agency_code) | set(s766.agency_code)
     scoped = scoped[scoped.agency_code.isin(present)].reset_index(drop=True)
     return ReportData(wh, p, date.fromisoformat(as_of) if as_of else None, roots, scoped, kpi, s766, form06,
-                      trend, dq, _held(wh, p), manifest)
+                      trend, dq, _held(wh, p), manifest, agency, agencies)
