@@ -146,6 +146,26 @@ def _item(r: dict, facts: dict, as_of: date, cal) -> dict:
             "note": "; ".join(notes)}
 
 
+DUE_HEADERS_VI = {"agency_code": "Mã đơn vị", "agency_name": "Tên đơn vị", "period": "Kỳ", "kind": "Tình trạng",
+                  "dossier_id": "Mã hồ sơ", "procedure_code": "Mã TTHC", "procedure_name": "Tên TTHC",
+                  "field_name": "Lĩnh vực", "received_date": "Ngày tiếp nhận", "due_date": "Hạn xử lý",
+                  "days_left": "Số ngày làm việc còn lại", "status": "Trạng thái", "note": "Ghi chú",
+                  "rate_now": "Tỷ lệ đúng hạn nếu giải quyết đúng hạn tất cả",
+                  "rate_if_late": "Tỷ lệ đúng hạn nếu hồ sơ đến hạn bị trễ"}
+
+
+def due_table(lists: list[AgencyDue]):
+    """One row per listed dossier (overdue first), with its agency and the agency's two rates: for --out."""
+    import pyarrow as pa
+
+    rows = [{"agency_code": a.agency_code, "agency_name": a.agency_name, "period": a.period, "kind": kind,
+             **{c: i[c] for c in DUE_COLUMNS}, "rate_now": a.rate_now, "rate_if_late": a.rate_if_late}
+            for a in lists for kind, items in (("Quá hạn", a.overdue), ("Đến hạn", a.due_soon)) for i in items]
+    types = {"received_date": pa.date32(), "due_date": pa.date32(), "days_left": pa.int64(),
+             "rate_now": pa.float64(), "rate_if_late": pa.float64()}
+    return pa.table({c: pa.array([r[c] for r in rows], type=types.get(c, pa.string())) for c in DUE_HEADERS_VI})
+
+
 def alerts(lists: list[AgencyDue], days: int) -> dict[str, str]:
     """agency_code -> one plain-text message (Vietnamese) listing its dossiers, for ``TTHC_DUE_ALERTS``."""
     from transforms.reports.texts import percent

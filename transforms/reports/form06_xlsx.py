@@ -25,6 +25,7 @@ TITLE = ("TÌNH HÌNH, KẾT QUẢ GIẢI QUYẾT THỦ TỤC HÀNH CHÍNH TẠI
          "THỦ TỤC HÀNH CHÍNH")
 MOTTO = ("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Độc lập - Tự do - Hạnh phúc")
 UNIT = "Đơn vị tính: Số hồ sơ TTHC"
+RECEIVER_TOP = "Văn phòng Chính phủ"  # who receives the form of an agency with none above it (a province)
 # (first row, first col, last row, last col, text) of the header block, relative to its first row; columns 0..12
 HEADER = (
     (0, 0, 2, 0, "STT"),
@@ -87,7 +88,7 @@ def _sheet(wb, fm: dict, s: Form06Sheet, name: str, made_on: date, place: str) -
     ws.merge_range(3, 0, 3, 4, FORM_NO, fm["bold"])
     ws.merge_range(4, 0, 4, 4, CIRCULAR, fm["italic"])
     ws.merge_range(3, 9, 3, 12, cell_text(f"Đơn vị báo cáo: {s.agency_name}"), fm["text"])
-    ws.merge_range(4, 9, 4, 12, cell_text(f"Đơn vị nhận báo cáo: {s.above_name or '...'}"), fm["text"])
+    ws.merge_range(4, 9, 4, 12, cell_text(f"Đơn vị nhận báo cáo: {s.above_name or RECEIVER_TOP}"), fm["text"])
     ws.merge_range(5, 0, 5, 12, TITLE, fm["title"])
     ws.set_row(5, 36)
     ws.merge_range(6, 0, 6, 12, f"Kỳ báo cáo: {s.period_title} (từ ngày {s.start:%d/%m/%Y} đến ngày "

@@ -176,6 +176,20 @@ def indicator_code(text: str) -> str | None:
     return by_name.get(s)
 
 
+# group rows and totals of a portal export: named, not compared (the pipeline does not sum to 100)
+GROUP_WORDS = {norm_label(w) for w in ("CKMB", "TDGQ", "TTTT", "MDSH", "MDHL", "DVCTT", "Tổng", "Tổng điểm",
+                                       "Tổng cộng", "Tổng số", "Điểm tổng")}
+
+
+def is_group_row(text: str) -> bool:
+    """A group (by name, number 1..5 or the portal's code) or total row rather than an indicator."""
+    from transforms.kpis.registry import GROUPS
+
+    s = norm_label(text)
+    names = {norm_label(vi) for vi, _, _ in GROUPS.values()}
+    return s in GROUP_WORDS or s in names or s in GROUPS or bool(re.fullmatch(r"(nhóm\s*)?[1-5]\.?", s))
+
+
 def score_value(v) -> float | None:
     """A score cell: a number, or text with a decimal comma or point ("18,62", "18.62"); None when it is none."""
     if isinstance(v, bool):
@@ -237,6 +251,10 @@ def reconcile(warehouse: Path, portal_file: Path, *, tolerance: float = 0.01, pe
         if period and p != period or agencies is not None and code not in agencies:
             continue
         ind = indicator_code(r.indicator) if r.indicator else None
+        if ind is None and r.indicator and is_group_row(r.indicator):
+            res.notes.append(f"{where}: '{r.indicator}' is a group or total row (not compared: the pipeline "
+                             f"compares indicator by indicator).")
+            continue
         if ind is None:
             res.problems.append(f"{where}: indicator '{r.indicator or ''}' is not a Decision 766 indicator number "
                                 f"(e.g. 2.1) or name.")
@@ -262,13 +280,15 @@ def reconcile(warehouse: Path, portal_file: Path, *, tolerance: float = 0.01, pe
                              f"{'-' if ratio is None else f'{ratio:.4f}'}); the portal gives {score:g}.")
             continue
         res.compared += 1
+        pmax = score_value(r.max_score) if r.max_score is not None else None
+        if pmax is not None and mx is not None and abs(pmax - mx) > 1e-9:
+            res.notes.append(f"{where}: the portal's maximum for {ind} is {pmax:g}, the pipeline's {mx:g}.")
         diff = score - proj
         if abs(diff) > tolerance:
             res.differences.append({
                 "agency_code": code, "agency_name": names.get(code), "period": p, "indicator_code": ind,
                 "indicator_name": INDICATOR[ind].vi, "portal_score": score, "project_score": round(proj, 4),
-                "difference": round(diff, 4), "portal_max": score_value(r.max_score) if r.max_score is not None
-                else None, "project_max": mx, "numerator": num, "denominator": den,
+                "difference": round(diff, 4), "portal_max": pmax, "project_max": mx, "numerator": num, "denominator": den,
                 "ratio": None if ratio is None else round(ratio, 6), "source_row": r.line,
                 "explain": f"tthc explain --warehouse {_shell(wh_arg)} --kpi {ind} --agency {code} --period {p}"})
     res.differences.sort(key=lambda d: (d["agency_code"], d["period"], d["indicator_code"]))

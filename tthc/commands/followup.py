@@ -80,22 +80,31 @@ def due(
     days: int = typer.Option(5, "--days", help="Due within this many working days"),
     as_of: str = typer.Option(None, "--as-of", help="Data date YYYY-MM-DD (default: the marts')"),
     period_type: str = typer.Option("quarter", "--period-type", help="month, quarter or year"),
+    out: Path = typer.Option(None, "--out", help="Also write the lists to F.csv or F.xlsx (Vietnamese headers)"),
 ) -> None:
     """Per agency: the open dossiers due within N working days and those already overdue, with what the period's
     on-time rate becomes (no personal data)."""
-    from transforms.reports.due import due_lists
+    from transforms.reports.due import DUE_HEADERS_VI, due_lists, due_table
     from transforms.reports.texts import percent
 
     wh = _wh(warehouse)
     settings = get_settings(warehouse=warehouse)
     if period_type not in ("month", "quarter", "year"):
         raise typer.BadParameter("--period-type must be month, quarter or year")
+    if out is not None and out.suffix.lower() not in (".csv", ".xlsx"):
+        raise typer.BadParameter(f"--out must end in .csv or .xlsx, got {out.name}")
     try:
         lists = due_lists(wh, agency=agency, days=days, period_type=period_type,
                           as_of=date.fromisoformat(as_of) if as_of else None,
                           extra_days_off=settings.resolved_extra_days_off_path)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if out is not None:
+        from warehouse.exports import write_table
+
+        t = due_table(lists)
+        write_table(t, out, DUE_HEADERS_VI)
+        console.print(f"wrote {t.num_rows} rows to {out}")
     if not lists:
         console.print(f"Không có hồ sơ đang giải quyết đã quá hạn hoặc đến hạn trong {days} ngày làm việc.")
         return

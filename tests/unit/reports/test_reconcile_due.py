@@ -43,6 +43,7 @@ def _portal_rows(staged):
         else:
             rows.append([a, "", "2024-Q1", ind, score, mx])
     rows.append(["XYZ", "", "2024-Q1", "2.1", 10, 20])
+    rows.append(["C1", "", "2024-Q1", "Tiến độ giải quyết", 15, 20])
     rows.append(["C1", "", "2024-Q1", "1.1", 5, 6])
     return head, rows
 
@@ -73,6 +74,7 @@ def test_reconcile_finds_exactly_the_known_differences_csv_and_xlsx(small_wh, tm
         assert res.compared == len(_mart_scores(small_wh))  # S1's rows matched by name and 'Quý I/2024'
         assert len(res.problems) == 1 and "'XYZ' is not in the agency list" in res.problems[0]
         assert any("1.1 is not computed" in n for n in res.notes)
+        assert any("'Tiến độ giải quyết' is a group or total row" in n for n in res.notes)
     out = tmp_path / "khac_biet.xlsx"
     cli = _run("reconcile", "--warehouse", str(small_wh.wh), "--portal-scores", str(as_csv), "--out", str(out))
     assert cli.exit_code == 1 and "XYZ" in cli.output and "C1" in cli.output  # a row it could not match: exit 1
@@ -119,10 +121,15 @@ def test_due_lists_due_and_overdue_with_the_rate(open_wh):
     assert (c1.numerator, c1.denominator) == mart[:2] == (3, 4)
     assert c1.rate_now == pytest.approx(mart[2]) and c1.rate_if_late == pytest.approx(2 / 4)
     assert not due_lists(open_wh.wh, days=1, as_of=date(2024, 3, 20))[0].due_soon
-    res = _run("due", "--warehouse", str(open_wh.wh), "--agency", "C1", "--as-of", "2024-03-20")
+    out = open_wh.root / "den_han.xlsx"
+    res = _run("due", "--warehouse", str(open_wh.wh), "--agency", "C1", "--as-of", "2024-03-20", "--out", str(out))
     flat = " ".join(res.output.replace("│", " ").split())
     assert res.exit_code == 0 and "C1-a" in flat and "22/03/2024" in flat and "75,0 %" in flat
     assert "Nguyễn" not in flat
+    rows = list(openpyxl.load_workbook(out).active.iter_rows(values_only=True))
+    assert rows[0][:5] == ("Mã đơn vị", "Tên đơn vị", "Kỳ", "Tình trạng", "Mã hồ sơ")
+    assert [(r[3], r[4], r[10]) for r in rows[1:]] == [("Quá hạn", "C1-b", -3), ("Đến hạn", "C1-a", 2)]
+    assert not any("Nguyễn" in str(v) for r in rows for v in r)
 
 
 def test_query_and_explain_xlsx_neutralise_formulas_with_vietnamese_headers(small_wh, tmp_path):
