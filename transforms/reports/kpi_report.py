@@ -56,7 +56,7 @@ def _trends(d: ReportData, code: str, lang: str) -> list[dict]:
         kt = t[t.kpi_code == k].set_index("period")
         if kt.empty:
             continue
-        ms = [m for m in months if m.period in kt.index or m.start >= kt.period_start.min()]
+        ms = [m for m in months if m.period >= min(kt.index)]
         labels = [m.start.strftime("%m/%Y") for m in ms]
         vals = [_v(kt.value.get(m.period)) for m in ms]
         tgs = [_v(kt.target.get(m.period)) for m in ms]

@@ -1,0 +1,135 @@
+"""The reports a night keeps current, without Prefect (the nightly flow calls these).
+
+``write_period_reports(warehouse, as_of)`` writes the reports of the latest closed month and quarter (their last
+day on or before ``as_of``) to ``<warehouse>/_reports/kpi/<period>/`` (report.html, report.pdf where Chromium is
+installed, form06.xlsx, kpi.xlsx), then ``<warehouse>/_reports/index.html`` listing every KPI report and every
+data-quality report kept there. A period whose folder did not exist before is *newly closed*: its KPIs below
+target are what ``below_target`` returns (one alert per newly closed period, ``TTHC_KPI_ALERTS``);
+``alert_text`` words them for a message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from transforms.reports import texts
+from transforms.reports.data import ReportDataError, load
+from transforms.reports.kpi_report import write_report
+from transforms.reports.periods import Period, latest_closed, parse
+from transforms.reports.templating import render, write_atomic
+
+KPI_DIR = Path("_reports") / "kpi"
+INDEX = Path("_reports") / "index.html"
+_PERIOD_DIR = re.compile(r"^\d{4}(-\d{2}|-Q[1-4])?$")
+
+
+@dataclass
+class PeriodReports:
+    written: dict[str, dict[str, Path]] = field(default_factory=dict)   # period -> {"html", "pdf", "form06", "kpi"}
+    newly_closed: list[str] = field(default_factory=list)               # periods written for the first time
+    notes: list[str] = field(default_factory=list)                      # sentences: what could not be made
+    index: Path | None = None
+
+
+def write_period_reports(warehouse: Path | str, as_of: date, *, agency: str | None = None, pdf: bool = True,
+                         workbooks: bool = True, lang: str = "vi") -> PeriodReports:
+    """Reports of the latest closed month and quarter, and the index of every report; never raises for a period
+    without data (a note says so)."""
+    wh = Path(warehouse)
+    res = PeriodReports()
+    for p in latest_closed(as_of).values():
+        out = wh / KPI_DIR / p.period
+        first = not (out / "report.html").exists()
+        try:
+            d = load(wh, p, agency, lang=lang)
+        except ReportDataError as exc:
+            res.notes.append(f"{p.label_vi}: {exc}")
+            continue
+        files = write_report(wh, p, out, agency, pdf=pdf, lang=lang, data=d)
+        got = {"html": files.html, "pdf": files.pdf}
+        if files.note:
+            res.notes.append(files.note)
+        if workbooks:
+            from transforms.reports.workbooks import write_workbooks
+
+            got.update(write_workbooks(wh, p, agency, out, loaded=d))
+        res.written[p.period] = got
+        if first:
+            res.newly_closed.append(p.period)
+    res.index = write_index(wh, lang)
+    return res
+
+
+def _kpi_entries(wh: Path) -> list[dict]:
+    root = wh / KPI_DIR
+    out = []
+    for d in sorted(root.iterdir() if root.is_dir() else [], key=lambda x: x.name, reverse=True):
+        if not (d.is_dir() and _PERIOD_DIR.match(d.name) and (d / "report.html").exists()):
+            continue
+        p = parse(d.name)
+        files = [(name, f"kpi/{d.name}/{name}") for name in ("report.html", "report.pdf", "form06.xlsx",
+                                                              "kpi.xlsx") if (d / name).exists()]
+        out.append({"period": p, "kind": p.period_type, "files": files,
+                    "updated": datetime.fromtimestamp((d / "report.html").stat().st_mtime)})
+    out.sort(key=lambda e: (e["period"].end, e["kind"] != "month"), reverse=True)
+    return out
+
+
+def _dq_entries(wh: Path) -> list[dict]:
+    rep = wh / "_reports"
+    pages = sorted(rep.glob("dq_*.html"), key=lambda f: f.stat().st_mtime, reverse=True)
+    return [{"run": f.stem[3:], "href": f.name, "updated": datetime.fromtimestamp(f.stat().st_mtime)}
+            for f in pages]
+
+
+def write_index(warehouse: Path | str, lang: str = "vi") -> Path:
+    """``<warehouse>/_reports/index.html``: every KPI report (newest period first) and data-quality report."""
+    wh = Path(warehouse)
+    docs = (wh / "_reports" / "data_docs" / "index.html").exists()
+    page = render("index.html", lang, kpi=_kpi_entries(wh), dq=_dq_entries(wh), data_docs=docs,
+                  now=datetime.now())
+    return write_atomic(wh / INDEX, page)
+
+
+def below_target(warehouse: Path | str, periods: list[str | Period], agency: str | None = None,
+                 lang: str = "vi") -> list[dict]:
+    """Each (agency, period, KPI) of ``periods`` whose value misses its target (``meets_target`` false in the
+    published KPI mart): agency code and name, level, period and its label, KPI code and label, value and target
+    as numbers and as text."""
+    items = []
+    for p in periods:
+        try:
+            d = load(warehouse, p, agency, lang=lang)
+        except ReportDataError:
+            continue
+        miss = d.kpi[d.kpi.meets_target.fillna(True).eq(False)]
+        names = dict(zip(d.agencies.agency_code, d.agencies.agency_name))
+        levels = dict(zip(d.agencies.agency_code, d.agencies.level))
+        for r in miss.to_dict("records"):
+            items.append({"agency_code": r["agency_code"], "agency_name": names.get(r["agency_code"], ""),
+                          "level": levels.get(r["agency_code"], ""), "period": d.period.period,
+                          "period_label": d.period.label(lang), "kpi_code": r["kpi_code"], "kpi": r["label"],
+                          "value": float(r["value"]), "target": float(r["target"]),
+                          "value_text": texts.kpi_value(r["value"], r["unit"], lang),
+                          "target_text": texts.kpi_value(r["target"], r["unit"], lang)})
+    return items
+
+
+def alert_text(items: list[dict], report_url: str | None = None, lang: str = "vi") -> str:
+    """One message for the KPIs below target: per period and agency, the KPIs with value and target."""
+    if not items:
+        return ""
+    lines = [texts.t("alert.kpi_title", lang, n=len({(i["agency_code"], i["period"]) for i in items}))]
+    key = None
+    for i in sorted(items, key=lambda i: (i["period"], i["agency_name"], i["kpi_code"])):
+        if (i["period"], i["agency_code"]) != key:
+            key = (i["period"], i["agency_code"])
+            lines.append(f"- {i['period_label']}, {i['agency_name']} ({i['agency_code']}):")
+        lines.append("    " + texts.t("alert.kpi_line", lang, kpi=i["kpi"], value=i["value_text"],
+                                      target=i["target_text"]))
+    if report_url:
+        lines.append(texts.t("alert.kpi_report", lang, url=report_url))
+    return "\n".join(lines)

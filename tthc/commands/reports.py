@@ -1,0 +1,46 @@
+"""``tthc report``: the KPI report of a period (report.html, report.pdf where Chromium is installed, form06.xlsx,
+kpi.xlsx) for an agency and its units, from the published marts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from tthc.cli import app
+from tthc.commands import require_warehouse
+from tthc.settings import get_settings
+
+console = Console()
+
+
+@app.command()
+def report(
+    period: str = typer.Option(..., "--period", help="2025-11 (month), 2025-Q4 (quarter) or 2025 (year)"),
+    out: Path = typer.Option(..., "--out", help="Folder to write report.html, report.pdf, form06.xlsx, kpi.xlsx"),
+    agency: str = typer.Option(None, "--agency", help="Agency code (default: every agency at the top of the "
+                                                      "hierarchy, with its units)"),
+    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
+    pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Print report.pdf with headless Chromium"),
+) -> None:
+    """Write the KPI report of a period in Vietnamese: the page (offline, charts inline), its PDF, form 06 and the
+    KPI workbook."""
+    from transforms.reports.data import ReportDataError, load
+    from transforms.reports.kpi_report import write_report
+    from transforms.reports.periods import PeriodError, parse
+    from transforms.reports.workbooks import write_workbooks
+
+    wh = require_warehouse(get_settings(warehouse=warehouse), ledger=False, folder=True)
+    try:
+        p = parse(period)
+        d = load(wh, p, agency)
+    except (PeriodError, ReportDataError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    files = write_report(wh, p, out, agency, pdf=pdf, data=d)
+    books = write_workbooks(wh, p, agency, out, loaded=d)
+    for f in (files.html, files.pdf, books.get("form06"), books.get("kpi")):
+        if f is not None:
+            console.print(f"wrote {f}")
+    if pdf and files.pdf is None:
+        console.print(files.note, style="yellow", markup=False)
