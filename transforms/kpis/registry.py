@@ -2,12 +2,14 @@
 
 A measure is a formula over named *counters*: ``numerator`` and ``denominator`` are written as readable counter
 names joined by ``+`` and ``-`` (``"resolved_early + resolved_on_time + in_progress_within_time"``). A counter
-names what it counts in words and, for the record kinds ``explain`` lists (dossiers and feedback items), the
-condition one (record, period) pair meets to be counted, over the columns of ``transforms.marts.classified_sql``
-(dossiers) or the feedback rows (``rin`` received in P, ``res`` resolved in P, ``cls`` the timeliness class 1 early,
-2 on time, 3 late, 4 within time, 5 overdue, ...). From this module:
+names what it counts in words and the condition one (record, period) pair meets to be counted (the marts count
+with it), over the columns of ``transforms.marts.dossier_pairs.classified_sql`` (dossiers: ``received_in_period``,
+``resolved_in_period``, ``timeliness`` early / on_time / late / within_time / overdue, ...), of
+``sql/feedback_pairs.sql`` (feedback items) or of the catalogue version in force at E (procedures); ``explain``
+lists the records of the kinds in ``LISTED``. From this module:
 
-- ``transforms.marts`` takes the SQL of the KPI, indicator and form 06 tables and what ``explain`` lists;
+- ``transforms.marts`` takes the counters' conditions, the SQL of the KPI, indicator and form 06 tables and what
+  ``explain`` lists;
 - ``tthc dictionary`` (docs/data_dictionary.md) and ``python -m transforms.kpis.rulebook`` (docs/kpis.md) take
   the labels, formulas in words, targets, units and rule references;
 - ``expectations.build_suites`` takes the lists of codes and the maximum scores the mart contracts check.
@@ -35,81 +37,98 @@ class Counter:
     column: str             # its column in the marts' aggregate tables
     records: str            # dossier, feedback, procedure or e_certification
     words: str              # what it counts, in words
-    condition: str | None   # per (record, period) pair, for explain; None: not listed record by record
+    condition: str | None   # per (record, period) pair (SQL); None: not a count of records (a sum)
 
+
+# a procedure with a publication decision dated by E and not Dừng công khai (unknown state: not stopped; S8)
+_PUBLISHABLE = "publication_decision_date <= evaluation_date AND publication_state IS DISTINCT FROM 'stopped'"
 
 COUNTERS: tuple[Counter, ...] = (
     # dossiers: the order is the order of the aggregate tables' columns
     Counter("population", "pop", "dossier",
             "dossiers in the population of P (received by E, not ended before P starts)", "true"),
-    Counter("received", "recv", "dossier", "dossiers received in P", "rin"),
+    Counter("received", "recv", "dossier", "dossiers received in P", "received_in_period"),
     Counter("received_online", "recv_online", "dossier", "dossiers received in P online (channel 2)",
-            "rin AND online"),
-    Counter("carried_over", "carried", "dossier", "dossiers received before P (carried over)", "NOT rin"),
-    Counter("resolved", "resolved", "dossier", "dossiers resolved in P (end date in [period_start, E])", "res"),
-    Counter("resolved_early", "c_early", "dossier", "dossiers resolved in P before their due date", "cls = 1"),
+            "received_in_period AND online"),
+    Counter("carried_over", "carried", "dossier", "dossiers received before P (carried over)",
+            "NOT received_in_period"),
+    Counter("resolved", "resolved", "dossier", "dossiers resolved in P (end date in [period_start, E])",
+            "resolved_in_period"),
+    Counter("resolved_early", "c_early", "dossier", "dossiers resolved in P before their due date",
+            "timeliness = 'early'"),
     Counter("resolved_on_time", "c_on_time", "dossier",
-            "dossiers resolved in P on their due date (or with no due date)", "cls = 2"),
-    Counter("resolved_late", "c_late", "dossier", "dossiers resolved in P late", "cls = 3"),
-    Counter("in_progress", "in_prog", "dossier", "dossiers of the population not resolved by E", "NOT res"),
-    Counter("in_progress_within_time", "c_within", "dossier", "dossiers in progress at E within time", "cls = 4"),
-    Counter("in_progress_overdue", "c_overdue", "dossier", "dossiers in progress at E overdue", "cls = 5"),
+            "dossiers resolved in P on their due date (or with no due date)", "timeliness = 'on_time'"),
+    Counter("resolved_late", "c_late", "dossier", "dossiers resolved in P late", "timeliness = 'late'"),
+    Counter("in_progress", "in_prog", "dossier", "dossiers of the population not resolved by E",
+            "NOT resolved_in_period"),
+    Counter("in_progress_within_time", "c_within", "dossier", "dossiers in progress at E within time",
+            "timeliness = 'within_time'"),
+    Counter("in_progress_overdue", "c_overdue", "dossier", "dossiers in progress at E overdue",
+            "timeliness = 'overdue'"),
     Counter("received_digitized", "digit", "dossier", "dossiers received in P with digitised components",
-            "rin AND dig"),
+            "received_in_period AND digitized"),
     Counter("received_reusing_data", "reuse", "dossier", "dossiers received in P reusing digitised data",
-            "rin AND reu"),
+            "received_in_period AND reused_data"),
     Counter("resolved_paper_9_10", "eres_den", "dossier",
             "dossiers resolved in P with status 9 or 10 whose result is a paper document (unknown = paper)",
-            "res AND st910 AND paper"),
+            "resolved_in_period AND status_9_or_10 AND paper_result"),
     Counter("resolved_paper_9_10_e_result", "eres_num", "dossier",
             "dossiers resolved in P with status 9 or 10, a paper result and an e-result",
-            "res AND st910 AND paper AND eres"),
+            "resolved_in_period AND status_9_or_10 AND paper_result AND e_result"),
     Counter("received_with_fee", "fee_den", "dossier", "dossiers received in P with a fee above 0",
-            "rin AND fee"),
+            "received_in_period AND has_fee"),
     Counter("received_with_fee_paid_online", "fee_num", "dossier",
             "dossiers received in P with a fee above 0 and a successful payment dated by E",
-            "rin AND fee AND coalesce(paid <= e, false)"),
+            "received_in_period AND has_fee AND coalesce(paid_date <= evaluation_date, false)"),
     Counter("dissatisfied", "dissat", "dossier",
             "dossiers of the population late or overdue, or whose rating at E is Không hài lòng, or with a linked "
-            "feedback item received by E", "cls IN (3, 5) OR rated_dis OR coalesce(fbd <= e, false)"),
+            "feedback item received by E", "timeliness IN ('late', 'overdue') OR rated_dissatisfied "
+            "OR coalesce(feedback_date <= evaluation_date, false)"),
     Counter("received_online_e_result_if_paper", "i33", "dossier",
             "dossiers received in P online and, for a paper-result procedure, with an e-result",
-            "rin AND online AND (NOT paper OR eres)"),
+            "received_in_period AND online AND (NOT paper_result OR e_result)"),
     Counter("received_digitized_e_result_if_paper", "i42", "dossier",
             "dossiers received in P with digitised components and, when resolved in P with status 9 or 10 and a "
-            "paper result, with an e-result", "rin AND dig AND NOT (res AND st910 AND paper AND NOT eres)"),
+            "paper result, with an e-result", "received_in_period AND digitized "
+            "AND NOT (resolved_in_period AND status_9_or_10 AND paper_result AND NOT e_result)"),
     # feedback items (deadline = 15 working days after the received date)
     Counter("feedback_population", "fb_pop", "feedback",
             "feedback items received by E and not answered before P starts", "true"),
     Counter("feedback_on_time", "fb_ontime", "feedback",
             "feedback items answered by E by the deadline, or open at E with E on or before the deadline",
-            "(answered AND ad <= dl) OR (NOT answered AND e <= dl)"),
-    Counter("feedback_received", "fb_recv", "feedback", "feedback items received in P", "rin"),
+            "(answered AND answered_date <= deadline_date) OR (NOT answered AND evaluation_date <= deadline_date)"),
+    Counter("feedback_received", "fb_recv", "feedback", "feedback items received in P", "received_in_period"),
     Counter("feedback_unsatisfied", "fb_unsat", "feedback",
             "feedback items received in P with more dislikes than likes, a re-complaint, or late at E",
-            "rin AND (dislikes > likes OR is_re_complaint OR (answered AND ad > dl) OR (NOT answered AND e > dl))"),
+            "received_in_period AND (dislikes > likes OR is_re_complaint "
+            "OR (answered AND answered_date > deadline_date) OR (NOT answered AND evaluation_date > deadline_date))"),
     # procedures of the agency's level in the catalogue in force at E (settled rule 8)
     Counter("procedures_publishable", "pr_pub_den", "procedure",
-            "procedures with a publication decision dated by E and not Dừng công khai", None),
+            "procedures with a publication decision dated by E and not Dừng công khai", _PUBLISHABLE),
     Counter("procedures_published", "pr_pub_num", "procedure",
-            "procedures with a publication decision dated by E that are Đang công khai", None),
+            "procedures with a publication decision dated by E that are Đang công khai",
+            f"{_PUBLISHABLE} AND publication_state = 'published'"),
     Counter("procedures_with_sample", "pr_sample_num", "procedure",
-            "procedures with a publication decision dated by E, not Dừng công khai, with a sample dossier", None),
+            "procedures with a publication decision dated by E, not Dừng công khai, with a sample dossier",
+            f"{_PUBLISHABLE} AND has_sample_dossier"),
     Counter("procedures_online_eligible", "pr_onl_den", "procedure", "procedures eligible for online service",
-            None),
+            "is_online_eligible"),
     Counter("procedures_online_offered", "pr_onl_num", "procedure",
-            "procedures eligible for online service and offered at level 3 or 4", None),
+            "procedures eligible for online service and offered at level 3 or 4",
+            "is_online_eligible AND online_level IN (3, 4)"),
     Counter("procedures_full_online_eligible", "pr_full_den", "procedure",
-            "procedures eligible for full online service (toàn trình)", None),
+            "procedures eligible for full online service (toàn trình)", "is_full_online_eligible"),
     Counter("procedures_full_online_offered", "pr_full_num", "procedure",
-            "procedures eligible for full online service and offered at level 4", None),
-    Counter("procedures_of_level", "pr_simp_den", "procedure", "procedures of the agency's level", None),
+            "procedures eligible for full online service and offered at level 4",
+            "is_full_online_eligible AND online_level = 4"),
+    Counter("procedures_of_level", "pr_simp_den", "procedure", "procedures of the agency's level", "true"),
     Counter("procedures_simplified", "pr_simp_num", "procedure",
-            "procedures of the agency's level with a simplification plan", None),
+            "procedures of the agency's level with a simplification plan", "has_simplification_plan"),
     # e-certifications
     Counter("copies_certified", "ecert_copies", "e_certification", "copies certified in [period_start, E]", None),
 )
 COUNTER = {c.name: c for c in COUNTERS}
+LISTED = ("dossier", "feedback")  # the record kinds explain lists record by record
 
 
 def counters_of(records: str) -> list[Counter]:
@@ -156,9 +175,9 @@ def in_words(formula: str) -> str:
 
 def record_condition(formula: str) -> str | None:
     """The condition a (record, period) pair meets to be counted by the formula: one added counter's condition and
-    no subtracted one's; None when a counter is not listed record by record."""
+    no subtracted one's; None when a counter is not listed record by record (``LISTED``)."""
     ts = terms(formula)
-    if any(c.condition is None for _, c in ts):
+    if any(c.condition is None or c.records not in LISTED for _, c in ts):
         return None
     plus = [c.condition for s, c in ts if s == "+"]
     minus = [c.condition for s, c in ts if s == "-"]
@@ -169,10 +188,11 @@ def record_condition(formula: str) -> str | None:
 
 
 def records_of(*formulas: str | None) -> str | None:
-    """The one kind of record every counter of the formulas counts (None when they mix kinds or are not listed)."""
+    """The one kind of record every counter of the formulas counts (None when they mix kinds or it is not a kind
+    explain lists, ``LISTED``)."""
     kinds = {c.records for f in formulas if f for _, c in terms(f)}
     ok = all(record_condition(f) is not None for f in formulas if f)
-    return kinds.pop() if ok and len(kinds) == 1 else None
+    return kinds.pop() if ok and len(kinds) == 1 and kinds <= set(LISTED) else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -267,7 +287,7 @@ class Indicator:
     en: str
     numerator: str
     denominator: str
-    score: str                  # SQL over r (the ratio, null when den = 0) and den; "NULL": no score
+    score: str                  # SQL over ratio (null when denominator = 0) and denominator; "NULL": no score
     score_words: str
     max_score: int | None
     same_as: str | None = None  # the plan KPI with the same ratio
@@ -287,27 +307,27 @@ def _same(kpi: str) -> dict:
 
 
 INDICATORS: tuple[Indicator, ...] = (
-    Indicator("2.1", "Giải quyết đúng hạn", "On time", **_same("on_time_rate"), score="20 * r",
+    Indicator("2.1", "Giải quyết đúng hạn", "On time", **_same("on_time_rate"), score="20 * ratio",
               score_words="20 × ratio", max_score=20, rules=("S13",)),
     Indicator("3.3", "Hồ sơ trực tuyến (kèm kết quả điện tử với TTHC kết quả giấy)", "Online dossiers",
               "received_online_e_result_if_paper", "received", "NULL",
               "none (how the group's points split is not public)", None, rules=("S12",)),
     Indicator("3.6", "Thanh toán trực tuyến", "Online payment", **_same("online_payment_rate"), score="NULL",
               score_words="none", max_score=None),
-    Indicator("4.1", "Cấp kết quả điện tử", "E-results", **_same("e_result_rate"), score="least(6, 6 * r)",
+    Indicator("4.1", "Cấp kết quả điện tử", "E-results", **_same("e_result_rate"), score="least(6, 6 * ratio)",
               score_words="min(6, 6 × ratio)", max_score=6, rules=("S13",)),
     Indicator("4.2", "Số hóa hồ sơ", "Digitisation", "received_digitized_e_result_if_paper", "received",
-              "least(4, 4 * r)", "min(4, 4 × ratio)", 4, rules=("S12", "S13")),
-    Indicator("4.3", "Tái sử dụng dữ liệu", "Reuse", **_same("reuse_rate"), score="least(2, 2 * r / 0.8)",
+              "least(4, 4 * ratio)", "min(4, 4 × ratio)", 4, rules=("S12", "S13")),
+    Indicator("4.3", "Tái sử dụng dữ liệu", "Reuse", **_same("reuse_rate"), score="least(2, 2 * ratio / 0.8)",
               score_words="min(2, 2 × ratio / 0.8)", max_score=2, rules=("S13",)),
     Indicator("5.2", "PAKN đúng hạn", "Feedback on time", **_same("feedback_on_time_rate"),
-              score="CASE WHEN den = 0 THEN 6 ELSE 6 * r END",
+              score="CASE WHEN denominator = 0 THEN 6 ELSE 6 * ratio END",
               score_words="6 × ratio; 6 when there is no feedback", max_score=6, rules=("S7", "S13")),
     Indicator("5.3", "Hài lòng về PAKN", "Feedback satisfaction", **_same("feedback_satisfaction_rate"),
-              score="CASE WHEN den = 0 THEN 6 ELSE 6 * r END",
+              score="CASE WHEN denominator = 0 THEN 6 ELSE 6 * ratio END",
               score_words="6 × ratio; 6 when no feedback was received in P", max_score=6, rules=("S7", "S13")),
     Indicator("5.4", "Mức độ hài lòng", "Satisfaction", **_same("satisfaction_rate"),
-              score="CASE WHEN den = 0 THEN 0 ELSE least(6, 6 * r / 0.9) END",
+              score="CASE WHEN denominator = 0 THEN 0 ELSE least(6, 6 * ratio / 0.9) END",
               score_words="min(6, 6 × ratio / 0.9); 0 when the population is empty", max_score=6, rules=("S13",)),
 )
 INDICATOR = {i.code: i for i in INDICATORS}

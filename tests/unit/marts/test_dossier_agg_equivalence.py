@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from transforms import marts
-from transforms.core import duck, make_agency_chain
+from transforms.core import duck
 
 BOUNDARY_DAYS = (1, 2, 13, 14, 15, 16, 27, 28, 29, 30, 31)
 
@@ -83,17 +83,17 @@ def _fill(staged, n: int, seed: int) -> None:
 def _both(wh, as_of: date, selected: set[str] | None):
     con = duck(wh)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE agencies AS SELECT * FROM {marts._core(wh, 'core_agencies')}")
-        make_agency_chain(con)
-        marts._load_periods(con, as_of, selected)
-        D, R = marts._core(wh, "core_dossiers"), marts._core(wh, "core_ratings")
-        marts._dossier_counters(con, D, R, as_of, explain=True)  # d_prep, as explain reads it
+        marts.load_agencies(con, wh)
+        marts.load_periods(con, as_of, selected)
+        D, R = marts.core_table(wh, "core_dossiers"), marts.core_table(wh, "core_ratings")
+        marts.load_dossier_rows(con, D, R, as_of)  # dossier_rows, as explain reads them
         marts.pairs_reference_agg(con, marts.bases_sql(con))
-        marts._dossier_counters(con, D, R, as_of)
+        marts.count_dossiers(con, D, R, as_of)
         cols = ", ".join(f"CAST({c} AS BIGINT)" for c in marts.DOSSIER_COUNTERS)
-        q = (f"SELECT own, period_id, k.field_code, k.field_name, {cols} FROM {{}} x JOIN field_keys k USING (fk) "
-             f"ORDER BY ALL")
-        return con.execute(q.format("d_agg")).fetchall(), con.execute(q.format("d_agg_ref")).fetchall()
+        q = (f"SELECT owner_code, period_id, k.field_code, k.field_name, {cols} FROM {{}} x "
+             f"JOIN field_keys k USING (field_key) ORDER BY ALL")
+        return (con.execute(q.format("dossier_counts")).fetchall(),
+                con.execute(q.format("dossier_counts_reference")).fetchall())
     finally:
         con.close()
 

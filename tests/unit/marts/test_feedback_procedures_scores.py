@@ -86,7 +86,7 @@ def test_form06_identities_are_checked():
 
 
 def test_identity_violation_publishes_nothing(staged, monkeypatch):
-    import transforms.marts as M
+    import transforms.marts.build as M
 
     staged.procedure()
     staged.dossier("C1-1")
@@ -94,14 +94,14 @@ def test_identity_violation_publishes_nothing(staged, monkeypatch):
     from transforms.core import build_core
 
     build_core(staged.wh, staged.agencies)
-    orig = M._f06_table
+    orig = M.form06_table
 
     def broken(con):
         t = orig(con)
         return t.set_column(t.schema.get_field_index("c04_received_online"), "c04_received_online",
                             pa.array([v + 1 for v in t.column("c04_received_online").to_pylist()], pa.int64()))
 
-    monkeypatch.setattr(M, "_f06_table", broken)
+    monkeypatch.setattr(M, "form06_table", broken)
     with pytest.raises(FormIdentityError):
         M.build_marts(staged.wh, date(2025, 12, 31))
     assert not any((staged.wh / m).exists() for m in M.MARTS)
