@@ -206,8 +206,8 @@ def core_dossiers_sql(src: str, wh: Path, touched: str | None = None, win: str |
     enums = enums or {}
     catalogue = "procs"
     if enums:
-        catalogue = ("(SELECT * REPLACE (" + ", ".join(f"CAST({c} AS {enums[c]}) AS {c}" for c in
-                                                       ("procedure_code", "field_code", "field_name")) + ") FROM procs)")
+        typed = ", ".join(f"CAST({c} AS {enums[c]}) AS {c}" for c in ("procedure_code", "field_code", "field_name"))
+        catalogue = f"(SELECT * REPLACE ({typed}) FROM procs)"
     due_joins, _expr = add_wd_sql("dossier.received_date", "dossier.legal_days", "due")
     return f"""{_inputs_sql(src, wh, touched, win, catalogue)}
         SELECT {_columns_sql(enums)}

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from transforms.contracts import FORMATS, mapping
+from transforms.contracts import mapping
+from transforms.readers._headers import raw_canonical_names
 
 
 
@@ -91,9 +92,4 @@ def mark_control_characters(table, columns: list[str]):
 
 def raw_columns(entity: str) -> list[str]:
     """Every canonical column any mapping file gives this entity: the raw table's fixed schema."""
-    cols: list[str] = []
-    for fmt in FORMATS:
-        for name in mapping(fmt)["entities"].get(entity, {}):
-            if name not in cols:
-                cols.append(name)
-    return cols
+    return list(raw_canonical_names(entity))

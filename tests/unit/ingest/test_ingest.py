@@ -201,7 +201,7 @@ def test_a_rejected_file_is_read_again_once_the_reading_rules_change(desk, tmp_p
     assert first.status == "rejected"
     assert desk.take(f, "r2").status == "rejected_before"
     later = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=1)
-    monkeypatch.setattr(ingest, "reading_rules_changed_at", lambda: later)  # a mapping edited after the rejection
+    monkeypatch.setattr(ingest.outcomes, "reading_rules_changed_at", lambda: later)  # a mapping edited after the rejection
     third = desk.take(f, "r3")
     assert third.status == "rejected" and third.batch_id != first.batch_id  # read again (and still unreadable)
 
@@ -215,7 +215,7 @@ def test_reading_rules_changed_at_is_the_newest_rule_file(tmp_path, monkeypatch)
     newest = tmp_path / "transforms" / "mappings" / "flat_export.yaml"
     newest.write_text("aliases")
     os.utime(newest, (1_800_000_000, 1_800_000_000))
-    monkeypatch.setattr(ingest, "_ROOT", tmp_path)
+    monkeypatch.setattr(ingest.outcomes, "_ROOT", tmp_path)
     assert ingest.reading_rules_changed_at() == datetime.fromtimestamp(1_800_000_000, UTC).replace(tzinfo=None)
 
 
@@ -236,7 +236,7 @@ def test_a_file_already_taken_is_not_hashed_again_but_a_changed_one_is(desk, tmp
     assert first.status == "staged", first.error
     hashed: list = []
     real = ingest.sha256_file
-    monkeypatch.setattr(ingest, "sha256_file", lambda p: hashed.append(p) or real(p))
+    monkeypatch.setattr(ingest.per_file, "sha256_file", lambda p: hashed.append(p) or real(p))
     again = desk.take(f, "r2")
     assert again.status == "duplicate" and again.duplicate_of == first.batch_id and hashed == []
     # the same name with new content (an export overwritten in place) is read and staged again

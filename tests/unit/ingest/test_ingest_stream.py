@@ -39,7 +39,7 @@ def _ingest(tmp_path, path, codes):
 
 def test_many_chunks_stage_in_order(tmp_path, bulk_csv, monkeypatch):
     path, codes = bulk_csv
-    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 1_500)
+    monkeypatch.setattr(ingest.raw, "ROW_GROUP_ROWS", 1_500)
     wh, out = _ingest(tmp_path, path, codes)
     assert out.status == "staged", out.error
     assert out.rows_raw == 12_000 == out.rows_staged + out.rows_quarantined
@@ -56,7 +56,7 @@ def test_a_break_after_several_chunks_rejects_the_file_and_leaves_nothing(tmp_pa
     lines = path.read_bytes().split(b"\n")
     lines[11_000] = lines[11_000] + b',"one field too many"'
     path.write_bytes(b"\n".join(lines))
-    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 1_500)
+    monkeypatch.setattr(ingest.raw, "ROW_GROUP_ROWS", 1_500)
     wh, out = _ingest(tmp_path, path, codes)
     assert out.status == "rejected", out
     assert "cannot be read as CSV" in out.error
@@ -67,7 +67,7 @@ def test_a_break_after_several_chunks_rejects_the_file_and_leaves_nothing(tmp_pa
 
 def test_an_error_while_staging_stops_the_reader_thread(tmp_path, bulk_csv, monkeypatch):
     path, codes = bulk_csv
-    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 1_500)
+    monkeypatch.setattr(ingest.raw, "ROW_GROUP_ROWS", 1_500)
     from transforms import staging
 
     calls = []
