@@ -121,7 +121,7 @@ elif step == "build":
     core = build_core(wh, agencies)
     marts = build_marts(wh, date.fromisoformat({as_of!r}))  # published with what they were built from
     rows = core["core_dossiers"]
-else:  # incremental: what flows.nightly.build_task does on a night with one new dossier batch
+else:  # incremental: what flows.build.build_task does on a night with one new dossier batch
     from transforms import core, marts, plan
     as_of = date.fromisoformat({as_of!r})
     p = plan.plan_rebuild(wh, [], as_of, agencies_digest=plan.file_digest(agencies))

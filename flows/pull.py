@@ -21,8 +21,8 @@ from prefect.states import Completed, Failed
 from flows.alerts import notify, on_crashed_hook, on_failure_hook
 from flows.runs import warehouse_run
 from transforms import agencies as agency_list
-from transforms import ingest
 from transforms.pull.run import PullOutcome, PullSpec, backfill_window, configured_pulls, pull_to_warehouse
+from transforms.quality import settle
 from tthc.settings import Settings, get_settings
 from warehouse.ledger import Ledger
 
@@ -54,14 +54,11 @@ def pull_task(spec: PullSpec, warehouse: Path, ledger_url: str, run_id: str, age
     captured: list = []
 
     def gate(stage) -> bool:
-        """The quality gate on the pulled batch; a critical failure holds it (and the watermark stays)."""
-        from transforms.quality.gate import gate_batch
-
-        g = gate_batch(warehouse, spec.source, spec.entity, stage.batch_id, ledger=ledger, run_id=run_id,
-                       settings=settings, as_of=as_of)
+        """The gate's verdict on the pulled batch (``settle.settle_batch``): held when it fails, and the watermark
+        then stays, so the window is pulled again next run; ``pull_to_warehouse`` records the batch's status."""
+        g = settle.settle_batch(warehouse, spec.source, spec.entity, stage.batch_id, ledger=ledger, run_id=run_id,
+                                settings=settings, as_of=as_of, finish=False)
         captured.append(g)
-        if not g.passed:  # keep it out of core and marts; the window is pulled again next run
-            ingest.hold_batch(warehouse, spec.source, spec.entity, stage.batch_id)
         return g.passed
 
     kw = dict(warehouse=warehouse, ledger=ledger, run_id=run_id, agency_codes=agency_codes,
@@ -76,9 +73,7 @@ def pull_task(spec: PullSpec, warehouse: Path, ledger_url: str, run_id: str, age
     finally:
         ledger.dispose()
     out.gate_result = captured[-1] if captured else None
-    moved = out.gate_result.set_aside if out.gate_result is not None else {}
-    if moved.get("moved"):  # rows the gate set aside left staging for quarantine
-        out.rows_staged, out.rows_quarantined = moved["rows_staged"], moved["rows_quarantined"]
+    settle.counts_after_gate(out, out.gate_result)  # rows the gate set aside left staging for quarantine
     if out.status in ("failed", "gate_failed"):
         log.error("%s: %s", spec.name, out.error)
     else:

@@ -21,7 +21,7 @@ def _plan(st, new=(), **kw):
 
 
 def _night(st, p):
-    """What flows.nightly._build does with a plan."""
+    """What flows.build._build does with a plan."""
     if p.mode == "full" and p.core_full:
         C.build_core(st.wh, st.agencies)
     else:
