@@ -20,14 +20,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
+
+from transforms.calendar import LOCAL_TZ
+from warehouse.state import read_state, write_state
 
 COLUMNS = ["agency_code", "agency_name", "level", "parent_code", "valid_from", "valid_to", "successor_code",
            "legal_basis"]
@@ -37,7 +38,6 @@ CONFIG_DIR = "_config"
 LAST_GOOD = "agencies.last_good.csv"
 LAST_GOOD_META = "agencies.last_good.json"
 MAX_PROBLEMS = 20  # lines of one message; the rest are counted
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y-%m-%d %H:%M:%S")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # (U+FFFD and C1: the readers' bad_char_problem)
@@ -312,7 +312,7 @@ def keep(rows: list[dict], warehouse: Path, source: Path) -> Path:
         _atomic_write(path, data)
     meta = {"sha256": _digest(data), "kept_on": datetime.now(LOCAL_TZ).date().isoformat(), "source": str(source),
             "rows": len(rows)}
-    _atomic_write(d / LAST_GOOD_META, json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+    write_state(d / LAST_GOOD_META, meta)
     return path
 
 
@@ -323,7 +323,7 @@ def last_good(warehouse: Path) -> KeptList | None:
     if not path.is_file():
         return None
     try:
-        meta = json.loads((d / LAST_GOOD_META).read_text(encoding="utf-8"))
+        meta = read_state(d / LAST_GOOD_META)
     except (OSError, ValueError):
         meta = {}
     try:

@@ -16,7 +16,6 @@ Files whose names start with ``.`` are work in progress and are never read (glob
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -29,6 +28,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from warehouse.state import read_state, write_state
 
 PARQUET_GLOB = "[!.]*.parquet"
 GENERATIONS = "_marts"  # generations of the tables published together
@@ -261,7 +262,7 @@ def generation_manifest(gen: Path | None) -> dict:
     """``_generation.json`` of a generation: its name, tables, rows and ``built_from``; {} for None."""
     if gen is None:
         return {}
-    return json.loads((Path(gen) / GENERATION_MANIFEST).read_text(encoding="utf-8"))
+    return read_state(Path(gen) / GENERATION_MANIFEST)
 
 
 def published_manifest(warehouse: Path) -> dict:
@@ -381,14 +382,8 @@ class GenerationWriter:
 
     def publish(self, manifest: dict) -> Path:
         """Make this generation the published one; returns its folder. The previous one is kept, older ones go."""
-        text = json.dumps({**manifest, "generation": self.name, "tables": sorted(self.tables)}, sort_keys=True,
-                          indent=1, default=str)
-        mf = self.work / GENERATION_MANIFEST
-        with open(mf, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(mf, 0o644)
+        write_state(self.work / GENERATION_MANIFEST,
+                    {**manifest, "generation": self.name, "tables": sorted(self.tables)}, indent=1, mode=0o644)
         for t in self.tables:
             _fsync_dir(self.work / t)
         _fsync_dir(self.work)

@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+from transforms.calendar import LOCAL_TZ
+
 # the first pull of an entity (no watermark yet) reads everything since this moment
 DEFAULT_START = datetime(2000, 1, 1)
 

@@ -15,11 +15,12 @@ and records one ledger row per check (``Ledger.record_dq``) and the batch's stag
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from transforms.calendar import yesterday
 from transforms.quality import history, rules, setaside
 from transforms.quality.model import CheckResult, GateResult
 from warehouse.store import table_dir
@@ -30,7 +31,7 @@ def _as_of(settings, as_of: date | None) -> date:
         return as_of
     if settings is not None and getattr(settings, "as_of", None):
         return settings.as_of
-    return (datetime.now(timezone(timedelta(hours=7))) - timedelta(days=1)).date()
+    return yesterday()
 
 
 def _connect(settings=None):
