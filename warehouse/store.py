@@ -5,7 +5,7 @@ Layout: every table is a folder named after the table under the warehouse root.
   file is written aside under a dot-name and renamed into place, so a reader sees a batch whole or not at all.
 - Rebuilt tables (core_, mart_): one file, ``<table>/data.parquet``, replaced with ``os.replace`` after the new
   file is complete and validated; readers see the old table or the new one, never half of either
-  (``core_dossiers`` is split by month, see transforms/core.py).
+  (``core_dossiers`` is split by month, see transforms/core/parts.py).
 - Tables published together (the three KPI marts): one generation folder per publish,
   ``_marts/<generation>/<table>/data.parquet`` with ``_generation.json`` (what the tables were built from), and
   ``_marts/current``, a symlink to the published generation, replaced by one rename: the tables change together.
