@@ -175,7 +175,7 @@ def per_unit(s: dict, names: dict[str, str]) -> list[dict]:
         for u in b.get("by_unit", []):
             code = u["agency_code"]
             name = names.get(code) or (texts.t("common.unknown_agency") if code == UNKNOWN_AGENCY
-                                       else f"{code} (không có trong danh mục đơn vị)")
+                                       else f"{code} (không có trong danh mục đơn vị)" if names else code)
             out.append({**u, "name": name, "table_vi": b["table_vi"], "file": b["file"],
                         "rule_vi": rule_vi(u["rule"]), "where": where_word(b["file"])})
     return sorted(out, key=lambda u: (u["name"], u["file"], -u["rows"]))

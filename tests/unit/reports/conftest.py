@@ -18,9 +18,11 @@ def _staged_class():
     return mod.Staged
 
 
-@pytest.fixture
-def small_wh(tmp_path):
-    """C1: 4 dossiers in March 2024 (3 on time, 1 late); C2: 2 on time; S1: 1 late; built as of 2024-03-31."""
+@pytest.fixture(scope="module")
+def small_wh(tmp_path_factory):
+    """C1: 4 dossiers in March 2024 (3 on time, 1 late); C2: 2 on time; S1: 1 late; built as of 2024-03-31 with
+    targets on time 90 % (C1 and S1 miss it) and online 50 %."""
+    tmp_path = tmp_path_factory.mktemp("small_wh")
     s = _staged_class()(tmp_path)
     s.procedure()
     for i, (finished, agency) in enumerate([("2024-03-05", "C1"), ("2024-03-06", "C1"), ("2024-03-07", "C1"),
@@ -29,5 +31,8 @@ def small_wh(tmp_path):
         s.dossier(f"{agency}-{i}", received="2024-03-04", finished_at=finished, status=10,
                   channel=2 if i % 2 else 1, has_digitized_components=bool(i % 3))
     s.dossier("C1-feb", received="2024-02-05", finished_at="2024-02-07", status=10)
-    s.build(as_of=date(2024, 3, 31))
+    targets = tmp_path / "targets.csv"
+    targets.write_text("year,agency_code,kpi_code,target\n2024,,on_time_rate,0.9\n2024,,online_rate,0.5\n",
+                       encoding="utf-8")
+    s.build(as_of=date(2024, 3, 31), targets_csv=targets)
     return s
