@@ -6,11 +6,12 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms.kpis import registry as kpis
 from transforms.marts.names import F06_COLUMNS, F06_KEYS
 
 
 class FormIdentityError(ValueError):
-    """Form 06 rows break c03=c04+c05+c06=c07+c11, c07=c08+c09+c10 or c11=c12+c13."""
+    """Form 06 rows break one of the form's identities (``FORM06_IDENTITIES`` in the KPI registry)."""
 
 
 def form06_table(con) -> pa.Table:
@@ -26,22 +27,16 @@ def form06_table(con) -> pa.Table:
 
 
 def _identities(t: pa.Table) -> dict[str, pa.ChunkedArray]:
-    def col(n):
-        return t.column(n)
-
-    return {
-        "c03 = c04 + c05 + c06": pc.equal(col("c03_received_total"),
-                                          pc.add(pc.add(col("c04_received_online"),
-                                                        col("c05_received_direct_postal")),
-                                                 col("c06_carried_over"))),
-        "c03 = c07 + c11": pc.equal(col("c03_received_total"),
-                                    pc.add(col("c07_resolved_total"), col("c11_in_progress_total"))),
-        "c07 = c08 + c09 + c10": pc.equal(col("c07_resolved_total"),
-                                          pc.add(pc.add(col("c08_resolved_early"), col("c09_resolved_on_time")),
-                                                 col("c10_resolved_late"))),
-        "c11 = c12 + c13": pc.equal(col("c11_in_progress_total"),
-                                    pc.add(col("c12_in_progress_within_time"), col("c13_in_progress_overdue"))),
-    }
+    """identity -> whether each row holds it, for the registry's ``FORM06_IDENTITIES`` ("c03 = c07 + c11")."""
+    column = {f.code.split("_")[0]: f.code for f in kpis.FORM06}
+    out = {}
+    for identity in kpis.FORM06_IDENTITIES:
+        left, right = (side.split("+") for side in identity.split("="))
+        total = t.column(column[right[0].strip()])
+        for term in right[1:]:
+            total = pc.add(total, t.column(column[term.strip()]))
+        out[identity] = pc.equal(t.column(column[left[0].strip()]), total)
+    return out
 
 
 def check_form06(t: pa.Table) -> None:
