@@ -135,14 +135,25 @@ def write_xlsx(table: pa.Table, path: Path, sheet: str = "Kết quả") -> None:
         ws.freeze_panes(1, 0)
         if table.num_columns:
             ws.autofilter(0, 0, max(table.num_rows, 1), table.num_columns - 1)
+        # column by column: each column's values made plain once (dates as Excel day numbers in a date format),
+        # one typed writer per column; then row by row, as constant_memory mode writes
+        writers = [(getattr(ws, _WRITER[k]), fmts.get(k)) for k in kinds]
         r = 1
         for batch in table.to_batches(max_chunksize=10_000):
-            for row in batch.to_pylist():
-                for j, v in enumerate(row.values()):
-                    _write_cell(ws, r, j, v, kinds[j], fmts)
+            cols = [_cell_values(batch.column(j), kinds[j]) for j in range(batch.num_columns)]
+            for i in range(batch.num_rows):
+                for j, (write, fmt) in enumerate(writers):
+                    v = cols[j][i]
+                    if v is not None:
+                        write(r, j, v, fmt)
                 r += 1
     finally:
         wb.close()
+
+
+_EXCEL_EPOCH_DAYS = 25569.0  # 1970-01-01 as an Excel day number (1900 date system)
+_WRITER = {"date": "write_number", "ts": "write_number", "int": "write_number", "float": "write_number",
+           "bool": "write_boolean", "text": "write_string", "other": "write_string"}
 
 
 def _xlsx_kind(t: pa.DataType) -> str:
@@ -161,22 +172,27 @@ def _xlsx_kind(t: pa.DataType) -> str:
     return "other"
 
 
+def _cell_values(col: pa.Array, kind: str) -> list:
+    """A column's values as its cell writer takes them: dates and times as Excel day numbers (wall-clock time),
+    text as str, lists and structs as their text, neutralised."""
+    if kind == "date":
+        days = pc.cast(pc.cast(col, pa.date32()), pa.int32())
+        return pc.add(pc.cast(days, pa.float64()), _EXCEL_EPOCH_DAYS).to_pylist()
+    if kind == "ts":
+        if col.type.tz is not None:  # shown as the wall-clock time of its zone
+            col = pc.local_timestamp(col)
+        us = pc.cast(pc.cast(col, pa.timestamp("us")), pa.int64())
+        return pc.add(pc.divide(pc.cast(us, pa.float64()), 86_400e6), _EXCEL_EPOCH_DAYS).to_pylist()
+    if kind == "float":
+        return pc.cast(col, pa.float64()).to_pylist()
+    if kind == "text" and pa.types.is_dictionary(col.type):
+        return pc.cast(col, pa.string()).to_pylist()
+    if kind == "other":
+        return [None if v is None else neutral_text(str(v)) for v in col.to_pylist()]
+    return col.to_pylist()
+
+
 def _shown(v, kind: str) -> str:
     if v is None:
         return ""
     return {"date": "00/00/0000", "ts": "00/00/0000 00:00"}.get(kind) or str(v)
-
-
-def _write_cell(ws, r: int, c: int, v, kind: str, fmts: dict) -> None:
-    if v is None:
-        return
-    if kind in ("date", "ts"):
-        ws.write_datetime(r, c, v, fmts[kind])
-    elif kind in ("int", "float"):
-        ws.write_number(r, c, float(v) if kind == "float" else v)
-    elif kind == "bool":
-        ws.write_boolean(r, c, v)
-    elif kind == "text":
-        ws.write_string(r, c, str(v))
-    else:  # lists, structs: their text, neutralised
-        ws.write_string(r, c, neutral_text(str(v)))
