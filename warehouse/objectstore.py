@@ -178,6 +178,10 @@ class ObjectWarehouse:
             gen_prefix = f"{store.GENERATIONS}/{generation}/"
             remote = {r: v for r, v in remote.items() if select(r) and (
                 not r.startswith(f"{store.GENERATIONS}/") or r.startswith(gen_prefix))}
+        # SQLite's side files hold what a run wrote after the last publish (publish checkpoints them away): a run
+        # killed before publishing left them, and they would put its unpublished batches back into the ledger
+        for side in ("-wal", "-shm", "-journal"):
+            (self.local / f"{LEDGER}{side}").unlink(missing_ok=True)
         state = self._state()
         files = state["files"]
         local = self._local_files()
@@ -191,9 +195,6 @@ class ObjectWarehouse:
         with ThreadPoolExecutor(_THREADS) as pool:
             for rel, et, st in pool.map(lambda a: self._download(*a), todo):
                 files[rel] = [et, *st]
-        if any(rel == LEDGER for rel, _ in todo):
-            for side in ("-wal", "-shm", "-journal"):  # a stale side file would corrupt the ledger downloaded
-                (self.local / f"{LEDGER}{side}").unlink(missing_ok=True)
         removed = 0
         for rel, p in local.items():
             if rel not in remote:

@@ -96,7 +96,7 @@ def read_only_statement(con, sql: str) -> None:
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="SQL over the warehouse's tables (each folder is a view)"),
-    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
+    warehouse: str = typer.Option(None, help="Warehouse root folder or s3://bucket/prefix (TTHC_WAREHOUSE)"),
     out: Path = typer.Option(None, "--out", help="Write the result to x.csv, x.xlsx or x.parquet instead of printing"),
     vi: bool = typer.Option(False, "--vi-headers", help="Vietnamese column headers in x.csv / x.xlsx"),
     limit: int = typer.Option(200, help="Rows to print"),
@@ -110,7 +110,11 @@ def query(
 
     from warehouse.views import connect
 
-    con = connect(_warehouse(warehouse), include_private=include_private)
+    from tthc.commands.provinces import read_cache, warehouse_url
+
+    url = warehouse_url(warehouse)  # object storage: a local read copy of what is published (only changes fetched)
+    con = connect(read_cache(url, include_private) if url else _warehouse(Path(warehouse) if warehouse else None),
+                  include_private=include_private)
     try:
         sandbox(con)
         read_only_statement(con, sql)

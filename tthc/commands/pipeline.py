@@ -132,12 +132,17 @@ def backfill(
 @app.command()
 def run(
     inbox: Path = typer.Option(None, help="Inbox folder: <inbox>/<source>/<entity>/<file> (TTHC_INBOX)"),
-    warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
+    warehouse: str = typer.Option(None, help="Warehouse root folder or s3://bucket/prefix (TTHC_WAREHOUSE)"),
     as_of: str = typer.Option(None, "--as-of", help="Data date YYYY-MM-DD (default: yesterday, Vietnam time)"),
     full_rebuild: bool = typer.Option(False, "--full-rebuild", help="Rebuild every period of core and marts"),
 ) -> None:
     """Run the nightly flow now, in this process (Prefect's local API unless PREFECT_API_URL is set)."""
-    s = get_settings(inbox=inbox, warehouse=warehouse)
+    from tthc.commands.provinces import run_on_object_storage, warehouse_url
+
+    url = warehouse_url(warehouse)
+    if url:  # a local working copy, published back with a conditional write (warehouse/objectstore.py)
+        return run_on_object_storage(inbox or get_settings().inbox, url, _parse_date(as_of), full_rebuild)
+    s = get_settings(inbox=inbox, warehouse=Path(warehouse) if warehouse else None)
     _run_flow(s, as_of=_parse_date(as_of), full_rebuild=full_rebuild)
 
 

@@ -75,13 +75,10 @@ def test_interrupted_publish_is_seen_and_orphans_removed(s3, tmp_path, monkeypat
     # the next run: a new batch and marts, killed before the ledger and the pointer were sent
     _batch(a.local, "stg_x__y", "b2")
     _gen(a.local, 2)
-    monkeypatch.setattr(a, "_put_bytes", a._put_bytes)
-    calls = []
 
     def fail_pointer(**kw):
         if kw["Key"].endswith(objectstore.POINTER):
             raise KeyboardInterrupt  # the process stops right before the commit
-        calls.append(kw["Key"])
         return real(**kw)
 
     real = a.s3.put_object
@@ -109,3 +106,26 @@ def test_interrupted_publish_is_seen_and_orphans_removed(s3, tmp_path, monkeypat
     r.publish("r3")
     assert objectstore.MARKER not in r.listing() and "stg_x__y/b2.parquet" not in r.listing()
     assert r.pull().interrupted is None
+
+
+def test_pull_drops_what_an_unpublished_run_left(s3, tmp_path):
+    """A run killed before publishing: its new files and the ledger's write-ahead log (which would name batches
+    whose files are gone) are dropped by the next pull; the published state comes back as it was."""
+    url = "s3://tthc-test/rt/p3"
+    a = objectstore.ObjectWarehouse(url, local=tmp_path / "a")
+    a.pull()
+    _batch(a.local, "stg_x__y", "b1")
+    import sqlite3
+
+    con = sqlite3.connect(a.local / objectstore.LEDGER)
+    con.execute("CREATE TABLE batches (batch_id TEXT)")
+    con.commit()
+    con.close()
+    published = (a.local / objectstore.LEDGER).read_bytes()
+    a.publish("r1")
+    _batch(a.local, "stg_x__y", "b2")
+    (a.local / f"{objectstore.LEDGER}-wal").write_bytes(b"unpublished rows")
+    pulled = a.pull()
+    assert pulled.removed == 1 and not (a.local / "stg_x__y" / "b2.parquet").exists()
+    assert not (a.local / f"{objectstore.LEDGER}-wal").exists()
+    assert (a.local / objectstore.LEDGER).read_bytes() == published

@@ -1,0 +1,181 @@
+"""Many provinces at once on a Dask cluster, then the national roll-up.
+
+``provinces`` (flow ``tthc-provinces``) runs one task per province folder ``<inbox_root>/<name>/``: the nightly flow
+(``flows.nightly.nightly``, the same run as ``tthc run``) on the warehouse ``<warehouse_root>/<name>/``, a folder or
+an ``s3://`` URL (then in a local working copy published back by warehouse/objectstore.py). The tasks run on Dask
+through Prefect's Dask integration (``prefect_dask.DaskTaskRunner``): an existing scheduler (``address``,
+``TTHC_DASK_ADDRESS``) or a local cluster of ``workers`` processes. A province's failure is its task's result and
+the others go on. Then ``<warehouse_root>/national/`` gets the roll-up of every province's published marts
+(transforms/national.py): a province that failed tonight is counted with its last good marts and named.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from warehouse import objectstore, store
+
+NATIONAL = "national"
+
+
+def child(root: str, name: str) -> str:
+    return objectstore.join_url(root, name) if objectstore.is_url(root) else str(Path(root) / name)
+
+
+def run_province(inbox: str, warehouse: str, as_of: date | None, full_rebuild: bool = False) -> dict:
+    """The nightly flow for one province, on a folder or on object storage; returns what happened (status,
+    message, published generation). On object storage: pull the working copy, repair an interrupted publish
+    (orphan batch files removed, core and marts rebuilt in full), run, publish."""
+    from flows.nightly import nightly
+
+    if not objectstore.is_url(warehouse):
+        state = nightly(inbox=inbox, warehouse=warehouse, as_of=as_of, full_rebuild=full_rebuild,
+                        return_state=True)
+        gen = store.current_generation(Path(warehouse))
+        return _outcome(state, gen.name if gen is not None else None, repaired=False)
+    from warehouse.lock import warehouse_lock
+
+    ow = objectstore.ObjectWarehouse(warehouse)
+    with warehouse_lock(ow.local.parent / "sync", wait_seconds=1800):  # one working copy user per machine
+        pulled = ow.pull()
+        repaired = pulled.interrupted is not None
+        if repaired:
+            ledger = os.environ.get("TTHC_LEDGER_URL") or f"sqlite:///{(ow.local / objectstore.LEDGER).resolve()}"
+            objectstore.remove_orphan_batches(ow.local, ledger)
+            full_rebuild = True
+        state = nightly(inbox=inbox, warehouse=str(ow.local), as_of=as_of, full_rebuild=full_rebuild,
+                        return_state=True)
+        if _raised(state):  # stopped on an exception: the working copy is left to the next run's recovery
+            return _outcome(state, pulled.generation, repaired)
+        gen = ow.publish(run_id=state.name or "")
+    return _outcome(state, gen, repaired)
+
+
+def _raised(state) -> bool:
+    """Whether the run stopped on an exception (or crashed) rather than reaching its end (completed, or failed
+    with its reasons recorded: files held or rejected, whose marts are published as usual)."""
+    if state.is_crashed():
+        return True
+    try:
+        res = state.result(raise_on_failure=False)
+    except BaseException:  # noqa: BLE001 - the state's exception is the answer
+        return True
+    return isinstance(res, BaseException)
+
+
+def _outcome(state, generation: str | None, repaired: bool) -> dict:
+    status = "completed" if state.is_completed() else "failed"
+    return {"status": status, "message": state.message or "", "generation": generation, "repaired": repaired}
+
+
+@task(name="province", cache_policy=NONE, task_run_name="province {name}")
+def province_task(name: str, inbox: str, warehouse: str, as_of: date | None) -> dict:
+    import resource
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        out = run_province(inbox, warehouse, as_of)
+    except Exception as exc:  # noqa: BLE001 - reported as this province's failure; the others go on
+        out = {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "generation": None,
+               "repaired": False}
+    # what a deployment is sized by: the wall time and the worker process's peak resident memory so far
+    return {"province": name, "warehouse": warehouse, **out, "seconds": round(time.perf_counter() - t0, 1),
+            "worker_pid": os.getpid(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+
+
+@task(name="national-rollup", cache_policy=NONE)
+def national_task(warehouse_root: str, names: list[str]) -> dict:
+    """``<warehouse_root>/national/``: the roll-up of every province's published marts (as a generation)."""
+    from transforms import national
+
+    sources, missing = [], []
+    for name in names:
+        folder = _published_folder(child(warehouse_root, name))
+        if folder is None:
+            missing.append(name)
+            continue
+        built = store.generation_manifest(folder).get("built_from", {})
+        sources.append(national.ProvinceMarts(name, folder, date.fromisoformat(str(built.get("as_of")))))
+    tables = national.rollup(sources)
+    target = child(warehouse_root, NATIONAL)
+    ow = objectstore.ObjectWarehouse(target) if objectstore.is_url(target) else None
+    local = ow.local if ow is not None else Path(target)
+    if ow is not None:
+        ow.pull()
+    with store.GenerationWriter(local) as gw:
+        for mart, t in tables.items():
+            gw.write(mart, t)
+        gen = gw.publish({"built_from": {"provinces": {p.name: {"as_of": p.as_of.isoformat(),
+                                                                "generation": p.folder.name} for p in sources},
+                                         "as_of": min(p.as_of for p in sources).isoformat()}})
+    if ow is not None:
+        ow.publish(run_id="national")
+    return {"generation": gen.name, "provinces": [p.name for p in sources], "without_marts": missing,
+            "rows": {m: t.num_rows for m, t in tables.items()}}
+
+
+def _published_folder(warehouse: str) -> Path | None:
+    """The folder of a province's published generation (pulled into a read cache when on object storage)."""
+    if not objectstore.is_url(warehouse):
+        return store.current_generation(Path(warehouse))
+    ow = objectstore.ObjectWarehouse(warehouse, local=objectstore.cache_dir(warehouse, "read"))
+    pulled = ow.pull(select=lambda rel: rel.startswith(f"{store.GENERATIONS}/"))  # the published one only
+    return store.generations_root(ow.local) / pulled.generation if pulled.generation else None
+
+
+def province_names(inbox_root: Path) -> list[str]:
+    """The province folders: every folder of the root holding an agencies.csv."""
+    return sorted(p.name for p in Path(inbox_root).iterdir()
+                  if p.is_dir() and not p.name.startswith((".", "_")) and p.name != NATIONAL
+                  and (p / "agencies.csv").is_file())
+
+
+@flow(name="tthc-provinces", log_prints=False)
+def provinces(inbox_root: str, warehouse_root: str, as_of: date | None = None,
+              names: list[str] | None = None) -> dict:
+    """Every province's nightly run as a task (in parallel on the flow's task runner), then the roll-up."""
+    log = get_run_logger()
+    names = names or province_names(Path(inbox_root))
+    futures = {n: province_task.submit(n, str(Path(inbox_root) / n), child(warehouse_root, n), as_of)
+               for n in names}
+    results = []
+    for n, fut in futures.items():
+        try:
+            results.append(fut.result())
+        except Exception as exc:  # noqa: BLE001 - the task itself could not run (a worker lost for good)
+            results.append({"province": n, "warehouse": child(warehouse_root, n), "status": "failed",
+                            "message": f"{type(exc).__name__}: {exc}", "generation": None, "repaired": False})
+    for r in results:
+        (log.info if r["status"] == "completed" else log.error)("%s: %s %s", r["province"], r["status"],
+                                                                r["message"])
+    try:
+        nat = national_task(warehouse_root, names)
+    except ValueError as exc:
+        nat = {"error": str(exc)}
+    return {"provinces": results, "national": nat,
+            "failed": [r["province"] for r in results if r["status"] != "completed"]}
+
+
+def task_runner(address: str | None = None, workers: int = 2):
+    """Prefect's Dask task runner: the scheduler at ``address`` (or ``TTHC_DASK_ADDRESS``), else a local cluster
+    of ``workers`` processes with one thread each (a province run is CPU-bound and holds its own DuckDB)."""
+    from prefect_dask import DaskTaskRunner
+
+    address = address or os.environ.get("TTHC_DASK_ADDRESS")
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None})
+
+
+def run(inbox_root: str, warehouse_root: str, as_of: date | None, address: str | None = None,
+        workers: int = 2):
+    """The flow on Dask; returns its final state (the result dict is ``state.result()``)."""
+    return provinces.with_options(task_runner=task_runner(address, workers))(
+        inbox_root=inbox_root, warehouse_root=warehouse_root, as_of=as_of, return_state=True)

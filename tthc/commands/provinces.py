@@ -1,0 +1,117 @@
+"""``tthc run-provinces``: every province folder of an inbox root, in parallel on Dask, then the national roll-up."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tthc.cli import app
+
+console = Console(stderr=False, width=None if Console().is_terminal else 160)
+
+
+def warehouse_url(option: str | None) -> str | None:
+    """The ``s3://`` URL given by ``--warehouse`` or ``TTHC_WAREHOUSE`` (settings keep folders only), else None."""
+    from warehouse.objectstore import is_url
+
+    where = option or os.environ.get("TTHC_WAREHOUSE")
+    return where if is_url(where) else None
+
+
+def read_cache(url: str, include_private: bool = False) -> Path:
+    """A local read-only copy of a warehouse on object storage, for ``tthc query``: the published generation of the
+    KPI marts and the other public tables (raw_ and quarantine_ only with ``include_private``), only changed objects
+    downloaded; never the ledger, secrets or reports."""
+    from warehouse import objectstore, store
+
+    def wanted(rel: str) -> bool:
+        top = rel.split("/", 1)[0]
+        if top == store.GENERATIONS:
+            return True
+        return not top.startswith(("_", ".")) and "/" in rel and (include_private or not store.is_private(top))
+
+    kind = "read-private" if include_private else "read"
+    try:
+        ow = objectstore.ObjectWarehouse(url, local=objectstore.cache_dir(url, kind))
+        ow.pull(select=wanted)
+    except Exception as exc:  # noqa: BLE001 - botocore's errors: one sentence for the operator
+        Console(stderr=True).print(f"[red]Cannot read the warehouse {url}: {exc}. Check AWS_ENDPOINT_URL, "
+                                   f"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION.[/red]")
+        raise typer.Exit(2) from None
+    return ow.local
+
+
+def run_on_object_storage(inbox: Path, url: str, as_of, full_rebuild: bool) -> None:
+    """``tthc run --warehouse s3://...``: the province run of run-provinces, for one warehouse, in this process."""
+    from tthc import watchdog
+
+    watchdog.start()
+    from flows.provinces import run_province
+
+    if not Path(inbox).is_dir():
+        raise typer.BadParameter(f"inbox folder {inbox} does not exist")
+    r = run_province(str(inbox), url, as_of, full_rebuild)
+    console.print(f"{url}: {r['status']}; published marts {r['generation'] or '(none)'}"
+                  + ("; an interrupted publish was repaired" if r["repaired"] else "") + f". {r['message']}")
+    if r["status"] != "completed":
+        sys.exit(1)
+
+
+@app.command("run-provinces")
+def run_provinces(
+    inbox_root: Path = typer.Option(..., "--inbox-root", help="Folder of province inboxes: ROOT/<name>/ each with "
+                                                               "its agencies.csv"),
+    warehouse_root: str = typer.Option(..., "--warehouse-root", help="Folder or s3://bucket/prefix: the warehouse "
+                                                                     "of <name> is <root>/<name>/, the roll-up "
+                                                                     "<root>/national/"),
+    as_of: str = typer.Option(None, "--as-of", help="Data date YYYY-MM-DD (default: yesterday, Vietnam time)"),
+    dask_address: str = typer.Option(None, "--dask-address", help="An existing Dask scheduler, tcp://HOST:PORT "
+                                                                  "(TTHC_DASK_ADDRESS)"),
+    workers: int = typer.Option(2, "--workers", min=1, help="Without a scheduler: worker processes of a local "
+                                                            "Dask cluster"),
+) -> None:
+    """Run the nightly flow of every province in parallel on Dask, then roll the KPI marts up nationally."""
+    from tthc import watchdog
+    from tthc.commands.pipeline import _parse_date
+
+    watchdog.start()
+    from flows import provinces
+
+    if not inbox_root.is_dir():
+        raise typer.BadParameter(f"inbox root {inbox_root} is not a folder")
+    if os.environ.get("TTHC_LEDGER_URL"):
+        raise typer.BadParameter("run-provinces keeps each province's ledger in its own warehouse: unset "
+                                 "TTHC_LEDGER_URL (one ledger URL would mix every province's batches)")
+    names = provinces.province_names(inbox_root)
+    if not names:
+        raise typer.BadParameter(f"no province folder in {inbox_root}: expected {inbox_root}/<name>/agencies.csv")
+    if not provinces.objectstore.is_url(warehouse_root):
+        warehouse_root = str(Path(warehouse_root).expanduser().resolve())
+    state = provinces.run(str(inbox_root.resolve()), warehouse_root, _parse_date(as_of), dask_address, workers)
+    if not state.is_completed():
+        console.print(f"[red]The run of the provinces failed:[/red] {state.message}")
+        sys.exit(1)
+    result = state.result()
+    t = Table(title=f"Provinces under {warehouse_root}")
+    for col in ("province", "status", "published marts", "note"):
+        t.add_column(col, overflow="fold")
+    for r in result["provinces"]:
+        t.add_row(r["province"], r["status"], r["generation"] or "(none)",
+                  ("repaired an interrupted publish; " if r.get("repaired") else "") + (r["message"] or ""),
+                  style=None if r["status"] == "completed" else "red")
+    console.print(t)
+    nat = result["national"]
+    if "error" in nat:
+        console.print(f"[red]National roll-up not built:[/red] {nat['error']}")
+    else:
+        console.print(f"national: generation {nat['generation']} over {', '.join(nat['provinces'])}"
+                      + (f"; without published marts: {', '.join(nat['without_marts'])}" if nat["without_marts"]
+                         else ""))
+    if result["failed"]:
+        console.print(f"[red]Failed:[/red] {', '.join(result['failed'])} (the roll-up counts their last good marts)")
+        sys.exit(1)
