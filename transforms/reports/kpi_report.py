@@ -120,7 +120,25 @@ def _s766_columns(lang: str) -> list[dict]:
     return cols
 
 
-def context(d: ReportData, lang: str = "vi", now: datetime | None = None) -> dict:
+def due_section(d: ReportData, days: int = 5):
+    """The open dossiers due soon or overdue per agency when the period holds the data date (the period can still
+    change), else None (``due.due_lists``)."""
+    if d.as_of is None or d.is_closed or d.as_of < d.period.start:
+        return None
+    from transforms.reports.due import due_lists
+
+    return due_lists(d.warehouse, agency=d.agency, days=days, as_of=d.as_of, period_type=d.period.period_type)
+
+
+def portal_section(d: ReportData, portal_scores: Path):
+    """The portal's 766 scores of the period against the mart (``reconcile.reconcile``) for the report's agencies."""
+    from transforms.reports.reconcile import reconcile
+
+    return reconcile(d.warehouse, Path(portal_scores), period=d.period.period, agencies=set(d.agencies.agency_code))
+
+
+def context(d: ReportData, lang: str = "vi", now: datetime | None = None, *, due_days: int = 5,
+            portal_scores: Path | None = None) -> dict:
     boards = scoreboard.build(d.s766, lang)
     by_code = {b.agency_code: b for b in boards}
     boards.sort(key=lambda b: (LEVEL_ORDER.get(b.level, 9), b.rank or 10**6, b.agency_name))
@@ -135,7 +153,7 @@ def context(d: ReportData, lang: str = "vi", now: datetime | None = None) -> dic
     pop = d.kpi[(d.kpi.kpi_code == "on_time_rate") & d.kpi.agency_code.isin(d.roots)].denominator.sum()
     why = {i.code: (registry.NO_SCORE_WHY[i.code][0 if lang == "vi" else 1]) for i in registry.INDICATORS
            if i.code in registry.NO_SCORE_WHY}
-    return {
+    ctx = {
         "period": d.period, "period_label": d.period.label(lang), "as_of": d.as_of, "closed": d.is_closed,
         "now": now or datetime.now(), "roots": roots,
         "agency_label": ", ".join(r["name"] for r in roots),
@@ -147,7 +165,16 @@ def context(d: ReportData, lang: str = "vi", now: datetime | None = None) -> dic
         "boards": boards, "s766_columns": _s766_columns(lang),
         "no_score_why": why, "form06_columns": [(i + 3, c) for i, c in enumerate(registry.FORM06)],
         "dq": dq_by_agency(d), "method": method(lang),
+        "due": due_section(d, due_days), "due_days": due_days,
+        "portal": portal_section(d, portal_scores) if portal_scores else None,
+        "portal_file": Path(portal_scores).name if portal_scores else "",
     }
+    sections = ["kpi", "trend", "ranking", "766", "form06", "dq", "due"] + (["portal"] if portal_scores else []) \
+        + ["method"]
+    from transforms.reports.due import days_text
+
+    ctx.update(sections=sections, num_of=lambda k: sections.index(k) + 1, days_text=days_text)
+    return ctx
 
 
 def method(lang: str = "vi") -> dict:
@@ -162,8 +189,9 @@ def method(lang: str = "vi") -> dict:
     return {"kpis": kpis, "indicators": inds}
 
 
-def render_report(d: ReportData, lang: str = "vi", now: datetime | None = None) -> str:
-    return render("kpi_report.html", lang, **context(d, lang, now))
+def render_report(d: ReportData, lang: str = "vi", now: datetime | None = None, **extra) -> str:
+    """The page; ``extra``: ``due_days``, ``portal_scores`` (a portal export: the reconciliation section)."""
+    return render("kpi_report.html", lang, **context(d, lang, now, **extra))
 
 
 def find_chromium() -> str | None:
@@ -197,11 +225,12 @@ def print_pdf(page: Path, pdf: Path, *, timeout: int = 120) -> tuple[Path | None
 
 
 def write_report(warehouse: Path | str, period, out_dir: Path | str, agency: str | None = None, *,
-                 pdf: bool = True, lang: str = "vi", data: ReportData | None = None) -> ReportFiles:
+                 pdf: bool = True, lang: str = "vi", data: ReportData | None = None,
+                 portal_scores: Path | None = None, due_days: int = 5) -> ReportFiles:
     """``out_dir/report.html`` (and ``report.pdf`` where Chromium is installed) for ``period``."""
     d = data or load(warehouse, period, agency, lang=lang)
     out = Path(out_dir)
-    page = write_atomic(out / "report.html", render_report(d, lang))
+    page = write_atomic(out / "report.html", render_report(d, lang, portal_scores=portal_scores, due_days=due_days))
     if not pdf:
         return ReportFiles(page, None)
     made, note = print_pdf(page, out / "report.pdf")

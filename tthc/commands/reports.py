@@ -23,6 +23,9 @@ def report(
                                                       "hierarchy, with its units)"),
     warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
     pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Print report.pdf with headless Chromium"),
+    portal_scores: Path = typer.Option(None, "--portal-scores", help="The portal's 766 score export (.csv/.xlsx): "
+                                                                      "a section comparing it with the marts"),
+    due_days: int = typer.Option(5, "--due-days", help="Open dossiers due within this many working days"),
 ) -> None:
     """Write the KPI report of a period in Vietnamese: the page (offline, charts inline), its PDF, form 06 and the
     KPI workbook."""
@@ -37,7 +40,12 @@ def report(
         d = load(wh, p, agency)
     except (PeriodError, ReportDataError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    files = write_report(wh, p, out, agency, pdf=pdf, data=d)
+    from transforms.reports.reconcile import ReconcileError
+
+    try:
+        files = write_report(wh, p, out, agency, pdf=pdf, data=d, portal_scores=portal_scores, due_days=due_days)
+    except ReconcileError as exc:
+        raise typer.BadParameter(str(exc)) from None
     books = write_workbooks(wh, p, agency, out, loaded=d)
     for f in (files.html, files.pdf, books.get("form06"), books.get("kpi")):
         if f is not None:

@@ -61,3 +61,27 @@ def test_nightly_with_no_data_for_the_period_says_so(small_wh):
     res = nightly.write_period_reports(small_wh.wh, date(2030, 5, 2), pdf=False, workbooks=False)
     assert res.written == {} and len(res.notes) == 2 and all("chưa có số liệu" in n for n in res.notes)
     assert res.index.exists()
+
+
+def test_open_period_lists_dossiers_due_and_the_portal_section(small_wh, tmp_path):
+    """An open period (2024, the data date 31/03/2024 inside it) gets the due section from due.due_lists; a portal
+    export gives the reconciliation section with its one known difference."""
+    import csv
+
+    from transforms.reports.due import due_lists
+
+    d = data.load(small_wh.wh, "2024")
+    lists = due_lists(small_wh.wh, days=5, as_of=d.as_of, period_type="year")
+    portal = tmp_path / "diem.csv"
+    score = float(d.s766[(d.s766.agency_code == "C1") & (d.s766.indicator_code == "2.1")].score.iloc[0])
+    with portal.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Mã đơn vị", "Kỳ", "Chỉ số", "Điểm", "Điểm tối đa"])
+        w.writerow(["C1", "2024", "2.1", f"{score + 1.5:.2f}", "20"])
+    text = " ".join(_text(render_report(d, portal_scores=portal)).split())
+    assert "Hồ sơ cần xử lý trước khi hết kỳ" in text and "Kỳ đã kết thúc" not in text
+    for a in lists:
+        assert a.agency_name in text and all(r["dossier_id"] in text for r in a.overdue + a.due_soon)
+    assert "Đối chiếu điểm Bộ chỉ số" in text and "diem.csv" in text and "1,50" in text
+    closed = " ".join(_text(render_report(data.load(small_wh.wh, "2024-03"))).split())
+    assert "Kỳ đã kết thúc" in closed and "Đối chiếu điểm" not in closed
