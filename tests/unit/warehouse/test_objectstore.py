@@ -129,3 +129,24 @@ def test_pull_drops_what_an_unpublished_run_left(s3, tmp_path):
     assert pulled.removed == 1 and not (a.local / "stg_x__y" / "b2.parquet").exists()
     assert not (a.local / f"{objectstore.LEDGER}-wal").exists()
     assert (a.local / objectstore.LEDGER).read_bytes() == published
+
+
+def test_tthc_query_reads_the_published_marts_on_object_storage(s3, tmp_path, monkeypatch):
+    """`tthc query --warehouse s3://...` reads the published generation through a local read copy, and keeps the
+    sandbox: no other file of the machine is readable."""
+    from typer.testing import CliRunner
+
+    from tthc.cli import app
+
+    monkeypatch.setenv("TTHC_CACHE_DIR", str(tmp_path / "cache"))
+    url = "s3://tthc-test/rt/q"
+    a = objectstore.ObjectWarehouse(url, local=tmp_path / "a")
+    a.pull()
+    _gen(a.local, 7)
+    a.publish("r1")
+    run = CliRunner().invoke(app, ["query", "--warehouse", url, "SELECT v FROM mart_a", "--out",
+                                   str(tmp_path / "out.parquet")])
+    assert run.exit_code == 0, run.output
+    assert pq.read_table(tmp_path / "out.parquet").column("v").to_pylist() == [7]
+    bad = CliRunner().invoke(app, ["query", "--warehouse", url, "SELECT * FROM read_text('/etc/passwd')"])
+    assert bad.exit_code == 2 and "published tables" in bad.output
