@@ -16,7 +16,7 @@ lists the records of the kinds in ``LISTED``. From this module:
 
 The terms added in a formula count disjoint sets of records and the terms subtracted count subsets of them, so the
 records behind a formula are those meeting one added condition and no subtracted one (``record_condition``);
-tests/unit/marts/test_registry.py checks this against the marts.
+tests/unit/kpis/test_registry.py checks this against the marts.
 
 Rule references are the numbered sections of docs/kpis.md ("S9" = settled rule 9, or a section name).
 """

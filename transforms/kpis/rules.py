@@ -3,14 +3,14 @@
 ``SECTIONS`` are the general rules (time, dossiers, timeliness, feedback); ``SETTLED`` the numbered settled rules
 the code cites as "settled detail N" (where the national method leaves room, the choice made here); ``CHOICES``
 further choices of this project. Each test is named ``path::function`` and must exist
-(tests/unit/test_rulebook.py checks it). docs/kpis.md is generated from this module and the registry.
+(tests/unit/kpis/test_rulebook.py checks it). docs/kpis.md is generated from this module and the registry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-T_CAL = "tests/unit/marts/test_calendar.py"
+T_CAL = "tests/unit/calendar/test_calendar.py"
 T_DOS = "tests/unit/marts/test_dossier_rules.py"
 T_FPS = "tests/unit/marts/test_feedback_procedures_scores.py"
 T_EQ = "tests/unit/marts/test_dossier_agg_equivalence.py"

@@ -1,5 +1,5 @@
 """transforms.ingest without Prefect: inbox discovery on odd layouts, one file as one batch (rejected, duplicate by
-content, staged) against a SQLite ledger. agencies.csv: test_agencies.py; odd entries and unreadable files:
+content, staged) against a SQLite ledger. agencies.csv: ../agencies/test_agencies.py; odd entries and unreadable files:
 test_inbox_entries.py."""
 
 from __future__ import annotations

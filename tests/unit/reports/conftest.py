@@ -1,4 +1,4 @@
-"""A small warehouse built from hand-made staged rows (tests/unit/marts/conftest.py's ``Staged``), for the report
+"""A small warehouse built from hand-made staged rows (tests/unit/conftest.py's ``Staged``), for the report
 modules: dossiers of two communes and one department in 2024, months January to March."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 
 def _staged_class():
-    path = Path(__file__).resolve().parent.parent / "marts" / "conftest.py"
+    path = Path(__file__).resolve().parent.parent / "conftest.py"
     spec = importlib.util.spec_from_file_location("marts_staged_conftest", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -97,7 +97,7 @@ def test_reconcile_unreadable_or_headerless_file_is_one_sentence(small_wh, tmp_p
 def open_wh(tmp_path):
     """C1 on 2024-03-20: one dossier due in 2 working days, one 3 working days overdue, one due in April, one
     resolved on time."""
-    path = Path(__file__).resolve().parent.parent / "marts" / "conftest.py"
+    path = Path(__file__).resolve().parent.parent / "conftest.py"
     spec = importlib.util.spec_from_file_location("marts_staged_for_due", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # the "run": starts its watchdog, then children that would outlive it, prints their pids, then waits to be killed
 RUN = """
 import os, subprocess, sys, time

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from setuptools import find_namespace_packages
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _wheel_packages() -> list[str]:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 from datetime import date
 
-from test_incremental_core import AS_OF, MARTS, first_night, second_night, snapshot
-
+from nights_helpers import AS_OF, MARTS, first_night, second_night, snapshot
 from transforms import core as C
 from transforms import plan as P
 from transforms.marts import build_marts, marts_as_of
@@ -31,8 +30,9 @@ def _night(st, p):
 
 
 def _clean_second_night(tmp_path, staged_type):
-    """The marts a clean (uninterrupted) second night gives, in a warehouse of its own (``staged_type``: this folder's
-    conftest ``Staged``, taken from the fixture: ``from conftest import`` finds whichever conftest was loaded last)."""
+    """The marts a clean (uninterrupted) second night gives, in a warehouse of its own (``staged_type``:
+    tests/unit/conftest.py's ``Staged``, taken from the fixture: ``from conftest import`` finds whichever conftest was
+    loaded last)."""
     (tmp_path / "clean").mkdir()
     st = staged_type(tmp_path / "clean")
     first_night(st)

@@ -11,7 +11,7 @@ from transforms.kpis import registry as reg
 from transforms.kpis.rulebook import RULEBOOK, main, render
 from transforms.kpis.rules import RULES, SETTLED
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_committed_rulebook_is_what_the_generator_writes():

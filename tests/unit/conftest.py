@@ -1,5 +1,6 @@
-"""Hand-built staged tables for the core/marts tests: rows are dicts with stg column names; everything else
-gets typed NULLs (or sensible defaults), so each test states only what its rule needs."""
+"""Hand-built staged tables (the ``staged`` fixture) for the core, marts, plan, kpis and cli tests, and the
+``Staged`` class reports/conftest.py loads: rows are dicts with stg column names; everything else gets typed NULLs
+(or sensible defaults), so each test states only what its rule needs."""
 
 from __future__ import annotations
 
