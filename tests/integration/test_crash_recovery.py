@@ -35,7 +35,7 @@ KEY = "crash-test-key"
 AS_OF = date(2025, 12, 31)
 ATTEMPTS = [(1.0, 500_000), (3.0, 2_000), (5.0, 500)]  # (inbox scale, TTHC_BATCH_ROWS)
 CHILD_DEADLINE_S = 300
-# the installed console script (`python -m tthc.cli` cannot find the commands, see tests/unit/test_cli.py)
+# the installed console script (`python -m tthc.cli` cannot find the commands, see tests/unit/cli/test_cli.py)
 TTHC = str(Path(sys.executable).with_name("tthc"))  # a safety net only, never an assertion on speed
 
 
