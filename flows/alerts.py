@@ -129,20 +129,28 @@ def notify(settings, summary: dict) -> None:
         log.info("alert for run %s already sent", summary.get("run_id"))
         return
     _SENT.update(keys)
-    import apprise
-
     title, body = render(summary)
     if getattr(settings, "report_url_base", None) and summary.get("report"):
         from pathlib import Path
 
         body += f"\nXem báo cáo: {settings.report_url_base.rstrip('/')}/{Path(summary['report']).name}"
+    send(urls, title, body, failure=is_failure(summary))
+
+
+def send(urls: list[str], title: str, body: str, *, failure: bool = False) -> bool:
+    """One message to every apprise URL in ``urls``; False (and a logged sentence) when one was refused or not
+    delivered. Never raises for a delivery problem: an alert that fails must not cost the night."""
+    import apprise
+
     ap = apprise.Apprise()
     for u in urls:
         if not ap.add(u):
             log.error("alert URL rejected by apprise: %s", u.split("://")[0] + "://...")
-    kind = apprise.NotifyType.FAILURE if is_failure(summary) else apprise.NotifyType.WARNING
+    kind = apprise.NotifyType.FAILURE if failure else apprise.NotifyType.WARNING
     if not ap.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT, notify_type=kind):
         log.error("at least one alert could not be delivered")
+        return False
+    return True
 
 
 def _hook_summary(flow_run, state, kind: str) -> dict:

@@ -20,6 +20,7 @@ from prefect.states import Completed, Failed
 from flows import progress
 from flows.alerts import notify, on_crashed_hook, on_failure_hook
 from flows.build import build_mart_dq, build_task
+from flows.period_reports import PeriodStep, period_reports_task
 from flows.runs import WarehouseRun, warehouse_run
 from transforms import agencies as agency_list
 from transforms import calendar, ingest
@@ -43,6 +44,7 @@ class Night:
     gated: list = field(default_factory=list)  # GateResult of every batch settled tonight (pulls first)
     build: dict = field(default_factory=dict)
     dq_violation: str | None = None
+    periods: PeriodStep | None = None  # the KPI reports of the latest closed month and quarter, the alerts sent
 
     @property
     def warehouse(self) -> Path:
@@ -83,10 +85,11 @@ def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date 
                                  full_rebuild or backfill is not None, run.run_id)
         # 6. the data-quality mart
         night.dq_violation = build_mart_dq(night.warehouse, night.settings, run.run_id, run.ledger)
-        # (the place for a further step that reads the marts built above, e.g. the period KPI reports)
-        # 7. the night's reports and summary (HTML, Markdown, Prefect artifacts)
+        # 7. the night's data-quality report and summary (HTML, Markdown, Prefect artifacts)
         reports = _reports(night)
-        # 8. alerts, then the run's verdict: the ledger's row and the flow's state (the exit code)
+        # 8. the KPI reports of the latest closed month and quarter, their index; KPI and due-list alerts
+        night.periods = period_reports_task(night.warehouse, night.settings, as_of)
+        # 9. the data-quality alert, then the run's verdict: the ledger's row and the flow's state (the exit code)
         notify(night.settings, reports["summary"])
         return _finish(night, reports)
 
@@ -285,6 +288,9 @@ def _finish(night: Night, reports: dict):
     summary.update({"batches_passed": len(night.gated) - len(night.held), "batches_held": len(night.held),
                     "pulls": len(pulls), "pulls_failed": sum(p.status == "failed" for p in pulls),
                     "rebuild": build.get("rebuild"), "report": str(reports["html"])})
+    if night.periods is not None and night.periods.reports is not None:
+        summary["kpi_reports"] = sorted(night.periods.reports.written)
+        summary["report_index"] = str(night.periods.reports.index)
     problems = _problems(night)
     night.run.ledger.finish_run(night.run.run_id, "failed" if problems else "completed",
                                 {**summary, "as_of": str(night.as_of), "build": build})

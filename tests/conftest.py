@@ -12,6 +12,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+# The nightly KPI reports (step 8: two periods' HTML, PDF and workbooks) cost ~3-6 s a night; the suite runs the
+# flow some forty times, so they are made only where they are the subject: the session's sample warehouse below
+# and tests/integration/test_nightly_reports.py turn them on.
+os.environ.setdefault("TTHC_KPI_REPORTS", "false")
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 SAMPLE_INBOX = SHARED / "samples" / "inbox"
@@ -41,16 +45,19 @@ def pseudonym_env(monkeypatch):
 
 @pytest.fixture(scope="session")
 def sample_warehouse(prefect_harness, sample_inbox, tmp_path_factory) -> Path:
-    """The nightly flow run once on ../shared/samples/inbox with as_of 2025-12-31; shared by conformance tests."""
+    """The nightly flow run once on ../shared/samples/inbox with as_of 2025-12-31, its KPI reports on; shared by
+    conformance tests."""
     from datetime import date
 
     from flows.nightly import nightly
 
     wh = tmp_path_factory.mktemp("sample_wh")
     os.environ["TTHC_PSEUDONYM_KEY"] = "conformance-test-key"
+    os.environ["TTHC_KPI_REPORTS"] = "true"
     try:
         state = nightly(inbox=str(sample_inbox), warehouse=str(wh), as_of=date(2025, 12, 31), return_state=True)
     finally:
         os.environ.pop("TTHC_PSEUDONYM_KEY", None)
+        os.environ["TTHC_KPI_REPORTS"] = "false"
     assert state.is_completed(), state.message
     return wh

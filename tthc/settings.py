@@ -10,6 +10,7 @@ blocks; never from the TOML file in the repository.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from datetime import date
@@ -66,6 +67,12 @@ class Settings(BaseSettings):
     alert_urls: str = ""  # apprise URLs, comma-separated
     freshness_lag_days: int = 3
     report_url_base: str | None = None  # where _reports/ is served, for links in alerts
+    # the period reports each night (latest closed month and quarter) and the alerts made from the marts
+    kpi_reports: bool = True  # TTHC_KPI_REPORTS=false: no KPI reports at night (tthc report still makes them)
+    report_pdf: bool = True  # with each KPI report its PDF (headless Chromium, where installed)
+    kpi_alerts: str = ""  # apprise URLs told once when a KPI misses its target in a newly closed period
+    due_alerts: str = ""  # apprise URLs for the due lists: CODE=URL sends that agency its list; a bare URL gets all
+    due_days: int = 5  # working days ahead a due list looks
     dq_gx_sample_rows: int = 5_000  # rows of a batch the GX checkpoint sees (exact counts come from DuckDB)
     dq_memory_limit: str = "1GB"
     volume_history_batches: int = 30  # trailing batches a volume baseline is taken from
@@ -119,7 +126,22 @@ class Settings(BaseSettings):
 
     @property
     def alert_url_list(self) -> list[str]:
-        return [u.strip() for u in self.alert_urls.split(",") if u.strip()]
+        return _url_list(self.alert_urls)
+
+    @property
+    def kpi_alert_url_list(self) -> list[str]:
+        return _url_list(self.kpi_alerts)
+
+    @property
+    def due_alert_routes(self) -> dict[str | None, list[str]]:
+        """``TTHC_DUE_ALERTS`` as agency code -> URLs; the key None holds the URLs that receive every agency's
+        list. ``H31.27190=mailto://...`` routes one agency; a plain ``json://...`` receives all."""
+        routes: dict[str | None, list[str]] = {}
+        for u in _url_list(self.due_alerts):
+            m = _ROUTED.match(u)
+            code, url = (m.group(1), m.group(2)) if m else (None, u)
+            routes.setdefault(code, []).append(url)
+        return routes
 
     def pseudonym_key_bytes(self, create: bool = False) -> bytes:
         """The HMAC key. With ``create``, a missing key file is generated (owner-only) for local demos."""
@@ -154,3 +176,10 @@ def quiet_analytics() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+
+
+_ROUTED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)=([A-Za-z][A-Za-z0-9+.-]*://.*)$")
+
+
+def _url_list(value: str) -> list[str]:
+    return [u.strip() for u in value.split(",") if u.strip()]

@@ -24,7 +24,7 @@ from warehouse.ledger import Ledger
 
 AS_OF = date(2025, 12, 31)
 AGENCIES = "agency_code,agency_name,level,parent_code,valid_from,valid_to\nH19,Tỉnh,province,,2023-01-01,\n"
-STEPS = ["pull", "ingest", "gate", "build", "mart_dq", "reports", "alerts"]
+STEPS = ["pull", "ingest", "gate", "build", "mart_dq", "reports", "period_reports", "alerts"]
 
 
 def _env(monkeypatch, tmp_path: Path, agencies: str = AGENCIES) -> Path:
@@ -68,6 +68,7 @@ def story(monkeypatch):
     monkeypatch.setattr(N, "build_task", step("build", {"rebuild": "incremental", "reason": "new batches"}))
     monkeypatch.setattr(N, "build_mart_dq", step("mart_dq", None))
     monkeypatch.setattr(N, "_reports", step("reports", {"summary": {"run_id": "x"}, "html": "r.html"}))
+    monkeypatch.setattr(N, "period_reports_task", step("period_reports", None))
     monkeypatch.setattr(N, "notify", step("alerts", None))
     return SimpleNamespace(done=done, seen=seen, held=held)
 

@@ -6,6 +6,10 @@ installed, form06.xlsx, kpi.xlsx), then ``<warehouse>/_reports/index.html`` list
 data-quality report kept there. A period whose folder did not exist before is *newly closed*: its KPIs below
 target are what ``below_target`` returns (one alert per newly closed period, ``TTHC_KPI_ALERTS``);
 ``alert_text`` words them for a message.
+
+A period's reports are rewritten only when what they are made from changed: each folder keeps ``.made_from.json``
+(the published marts' generation, the agency, the language, whether a PDF was asked for); a night that published
+nothing new leaves them as they are (``PeriodReports.unchanged``) and only the index is written again.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from transforms.reports.data import ReportDataError, load
 from transforms.reports.kpi_report import write_report
 from transforms.reports.periods import Period, latest_closed, parse
 from transforms.reports.templating import render, write_atomic
+from warehouse.state import read_state, write_state
+from warehouse.store import current_generation
 
 KPI_DIR = Path("_reports") / "kpi"
 INDEX = Path("_reports") / "index.html"
+MADE_FROM = ".made_from.json"
 _PERIOD_DIR = re.compile(r"^\d{4}(-\d{2}|-Q[1-4])?$")
 
 
@@ -30,6 +37,7 @@ _PERIOD_DIR = re.compile(r"^\d{4}(-\d{2}|-Q[1-4])?$")
 class PeriodReports:
     written: dict[str, dict[str, Path]] = field(default_factory=dict)   # period -> {"html", "pdf", "form06", "kpi"}
     newly_closed: list[str] = field(default_factory=list)               # periods written for the first time
+    unchanged: list[str] = field(default_factory=list)                  # periods whose marts did not change
     notes: list[str] = field(default_factory=list)                      # sentences: what could not be made
     index: Path | None = None
 
@@ -40,9 +48,17 @@ def write_period_reports(warehouse: Path | str, as_of: date, *, agency: str | No
     without data (a note says so)."""
     wh = Path(warehouse)
     res = PeriodReports()
+    gen = current_generation(wh)
     for p in latest_closed(as_of).values():
         out = wh / KPI_DIR / p.period
         first = not (out / "report.html").exists()
+        made_from = {"generation": gen.name if gen else None, "agency": agency, "lang": lang, "pdf": pdf,
+                     "workbooks": workbooks}
+        if (not first and gen is not None and _made_from(out) == made_from
+                and (not pdf or (out / "report.pdf").exists())):
+            res.unchanged.append(p.period)
+            res.written[p.period] = _files_in(out)
+            continue
         try:
             d = load(wh, p, agency, lang=lang)
         except ReportDataError as exc:
@@ -57,10 +73,23 @@ def write_period_reports(warehouse: Path | str, as_of: date, *, agency: str | No
 
             got.update(write_workbooks(wh, p, agency, out, loaded=d))
         res.written[p.period] = got
+        write_state(out / MADE_FROM, made_from)
         if first:
             res.newly_closed.append(p.period)
     res.index = write_index(wh, lang)
     return res
+
+
+def _made_from(out: Path) -> dict | None:
+    try:
+        return read_state(out / MADE_FROM)
+    except ValueError:  # a damaged record: the reports are made again
+        return None
+
+
+def _files_in(out: Path) -> dict[str, Path]:
+    names = {"html": "report.html", "pdf": "report.pdf", "form06": "form06.xlsx", "kpi": "kpi.xlsx"}
+    return {k: out / n for k, n in names.items() if (out / n).exists()}
 
 
 def _kpi_entries(wh: Path) -> list[dict]:
