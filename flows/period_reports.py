@@ -73,7 +73,8 @@ def _guarded(step: PeriodStep, what: str, fn) -> None:
 def _reports(step: PeriodStep, warehouse: Path, settings: Settings, as_of: date) -> None:
     from transforms.reports.nightly import write_period_reports
 
-    step.reports = write_period_reports(warehouse, as_of, pdf=settings.report_pdf)
+    step.reports = write_period_reports(warehouse, as_of, pdf=settings.report_pdf,
+                                        portal_scores=settings.portal_scores_path, due_days=settings.due_days)
     step.notes.extend(step.reports.notes)
 
 

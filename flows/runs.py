@@ -8,16 +8,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from flows.naming import current_flow_run_id, name_flow_run
 from transforms import ingest
+from transforms.calendar import LOCAL_TZ
 from tthc.settings import Settings
 from warehouse import store
 from warehouse.ledger import Ledger
 from warehouse.lock import warehouse_lock
-
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 @dataclass

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     kpi_alerts: str = ""  # apprise URLs told once when a KPI misses its target in a newly closed period
     due_alerts: str = ""  # apprise URLs for the due lists: CODE=URL sends that agency its list; a bare URL gets all
     due_days: int = 5  # working days ahead a due list looks
+    portal_scores_path: Path | None = None  # the portal's 766 export: reconciled in every KPI report
     dq_gx_sample_rows: int = 5_000  # rows of a batch the GX checkpoint sees (exact counts come from DuckDB)
     dq_memory_limit: str = "1GB"
     volume_history_batches: int = 30  # trailing batches a volume baseline is taken from

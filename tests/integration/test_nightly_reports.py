@@ -59,6 +59,16 @@ def test_the_nightly_flow_keeps_the_period_reports_and_their_index(sample_wareho
     assert any(re.fullmatch(r"dq_r[\w-]+\.html", h) for h in links)  # tonight's data-quality report too
     assert all((root / h).exists() for h in links if not h.startswith(("#", "http"))), links
     assert "Quý IV/2025" in index and "Tháng 12/2025" in index
+    # the run's Prefect artifact links the files
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["kpi-reports"])))
+    mine = [a.data for a in arts if (root / "index.html").as_uri() in (a.data or "")]
+    assert len(mine) == 1, [a.data for a in arts]
+    for period in PERIODS:
+        assert f"- {period} (mới): [report.html]({(root / 'kpi' / period / 'report.html').as_uri()})" in mine[0]
 
 
 @pytest.mark.integration
@@ -107,10 +117,13 @@ def test_kpi_alert_once_per_newly_closed_period_and_due_lists_by_agency(sample_w
 @pytest.mark.integration
 def test_an_alert_or_report_that_cannot_be_made_is_a_sentence_not_a_lost_night(sample_warehouse, tmp_path):
     wh = _copy(sample_warehouse, tmp_path)
-    dead = _settings(wh, kpi_alerts="json://127.0.0.1:9/kpi",
-                    due_alerts="json://127.0.0.1:9/due")
+    portal = tmp_path / "diem_766.csv"
+    portal.write_text("cot_a,cot_b\n1,2\n", encoding="utf-8")  # a download that is not the portal's score table
+    dead = _settings(wh, kpi_alerts="json://127.0.0.1:9/kpi", due_alerts="json://127.0.0.1:9/due",
+                     portal_scores_path=portal)
     step = run_period_step(wh, dead, AS_OF)
-    assert step.reports.newly_closed == PERIODS  # the reports are made all the same
+    assert step.reports.newly_closed == PERIODS  # the reports are made all the same, without the comparison
+    assert sum("không đối chiếu được với tệp điểm của Cổng" in n for n in step.notes) == 2, step.notes
     assert any("chỉ tiêu không đạt chưa gửi được" in n for n in step.notes)
     assert any("hồ sơ đến hạn chưa gửi được" in n for n in step.notes)
     empty = tmp_path / "empty"

@@ -23,6 +23,7 @@ from transforms.reports import texts
 from transforms.reports.data import ReportDataError, load
 from transforms.reports.kpi_report import write_report
 from transforms.reports.periods import Period, latest_closed, parse
+from transforms.reports.reconcile import ReconcileError
 from transforms.reports.templating import render, write_atomic
 from warehouse.state import read_state, write_state
 from warehouse.store import current_generation
@@ -43,9 +44,11 @@ class PeriodReports:
 
 
 def write_period_reports(warehouse: Path | str, as_of: date, *, agency: str | None = None, pdf: bool = True,
-                         workbooks: bool = True, lang: str = "vi") -> PeriodReports:
+                         workbooks: bool = True, lang: str = "vi", portal_scores: Path | None = None,
+                         due_days: int = 5) -> PeriodReports:
     """Reports of the latest closed month and quarter, and the index of every report; never raises for a period
-    without data (a note says so)."""
+    without data (a note says so). ``portal_scores``: the portal's 766 export, compared in a section of each
+    report."""
     wh = Path(warehouse)
     res = PeriodReports()
     gen = current_generation(wh)
@@ -53,7 +56,7 @@ def write_period_reports(warehouse: Path | str, as_of: date, *, agency: str | No
         out = wh / KPI_DIR / p.period
         first = not (out / "report.html").exists()
         made_from = {"generation": gen.name if gen else None, "agency": agency, "lang": lang, "pdf": pdf,
-                     "workbooks": workbooks}
+                     "workbooks": workbooks, "due_days": due_days, "portal_scores": _digest(portal_scores)}
         if (not first and gen is not None and _made_from(out) == made_from
                 and (not pdf or (out / "report.pdf").exists())):
             res.unchanged.append(p.period)
@@ -64,7 +67,13 @@ def write_period_reports(warehouse: Path | str, as_of: date, *, agency: str | No
         except ReportDataError as exc:
             res.notes.append(f"{p.label_vi}: {exc}")
             continue
-        files = write_report(wh, p, out, agency, pdf=pdf, lang=lang, data=d)
+        try:
+            files = write_report(wh, p, out, agency, pdf=pdf, lang=lang, data=d, portal_scores=portal_scores,
+                                 due_days=due_days)
+        except ReconcileError as exc:  # a broken portal export costs its section, not the report
+            res.notes.append(f"{p.label_vi}: không đối chiếu được với tệp điểm của Cổng ({exc}); báo cáo được lập "
+                             f"không có phần đối chiếu.")
+            files = write_report(wh, p, out, agency, pdf=pdf, lang=lang, data=d, due_days=due_days)
         got = {"html": files.html, "pdf": files.pdf}
         if files.note:
             res.notes.append(files.note)
@@ -78,6 +87,15 @@ def write_period_reports(warehouse: Path | str, as_of: date, *, agency: str | No
             res.newly_closed.append(p.period)
     res.index = write_index(wh, lang)
     return res
+
+
+def _digest(path: Path | None) -> str | None:
+    """The SHA-256 of the portal export (a new download remakes the reports); None without one."""
+    if path is None or not Path(path).is_file():
+        return None
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _made_from(out: Path) -> dict | None:

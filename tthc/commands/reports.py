@@ -24,8 +24,10 @@ def report(
     warehouse: Path = typer.Option(None, help="Warehouse root folder (TTHC_WAREHOUSE)"),
     pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Print report.pdf with headless Chromium"),
     portal_scores: Path = typer.Option(None, "--portal-scores", help="The portal's 766 score export (.csv/.xlsx): "
-                                                                      "a section comparing it with the marts"),
-    due_days: int = typer.Option(5, "--due-days", help="Open dossiers due within this many working days"),
+                                                                      "a section comparing it with the marts "
+                                                                      "(TTHC_PORTAL_SCORES_PATH)"),
+    due_days: int = typer.Option(None, "--due-days", help="Open dossiers due within this many working days "
+                                                          "(TTHC_DUE_DAYS, 5)"),
 ) -> None:
     """Write the KPI report of a period in Vietnamese: the page (offline, charts inline), its PDF, form 06 and the
     KPI workbook."""
@@ -34,7 +36,10 @@ def report(
     from transforms.reports.periods import PeriodError, parse
     from transforms.reports.workbooks import write_workbooks
 
-    wh = require_warehouse(get_settings(warehouse=warehouse), ledger=False, folder=True)
+    settings = get_settings(warehouse=warehouse)
+    wh = require_warehouse(settings, ledger=False, folder=True)
+    portal_scores = portal_scores or settings.portal_scores_path
+    due_days = settings.due_days if due_days is None else due_days
     try:
         p = parse(period)
         d = load(wh, p, agency)
