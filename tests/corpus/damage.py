@@ -6,7 +6,7 @@ the damage and returns the ``Case``: what was done, which clean file it replaced
 carries the damage (``damaged``) and the ``Expect``-ed outcome. Every maker is deterministic (its own
 ``random.Random`` seeded by the case name), so the same name writes the same bytes.
 
-Expectations follow the issue and the lead's design (/tmp/team/brief.md): row problems hold rows (quarantined
+Expectations follow the issue and the project's design (docs/design.md, docs/alerts.md): row problems hold rows (quarantined
 with their rule; below the table's threshold, 5 % by default, the file goes on and the run passes with a warning),
 file problems hold files and fail the run naming the file, the place and what was expected; every file under
 the inbox is read or listed with its reason; a broken agencies.csv does not lose the night; what offices

@@ -5,7 +5,9 @@ rows_received (= staged + quarantined), rows_staged, rows_quarantined, quarantin
 share of the rows received that broke it), and the completeness (share of staged rows with a value in the raw
 export) of the flags the KPIs depend on: digitisation (has_digitized_components), electronic result
 (has_e_result) and channel (Kênh thực hiện; staging fills an empty channel with 1, so completeness is read from
-the raw row). Quarantined rows carry raw text: their agency is the Mã đơn vị or the Mã hồ sơ prefix, their month
+the raw row). A flag is complete when any raw column it is made from holds a value: the flat export's yes/no
+column, or the national sync's document lists (``TaiLieuNop`` / ``DanhSachGiayToKetQua``; an empty list ``[]`` is a
+known "no"). Quarantined rows carry raw text: their agency is the Mã đơn vị or the Mã hồ sơ prefix, their month
 the parsed Ngày cập nhật (else the ingestion month).
 """
 
@@ -19,8 +21,17 @@ from warehouse.store import copy_query_to_table, table_files, table_glob
 TABLE = "mart_dq__agency_source_period"
 ENTITIES = {"dossiers": "one_stop", "procedures": "dvc_portal", "payments": "dvc_portal", "ratings": "dvc_portal",
             "feedback": "dvc_portal", "e_certifications": "dvc_portal"}
-FLAGS = {"digitization_completeness": "has_digitized_components", "e_result_completeness": "has_e_result",
-         "channel_completeness": "channel"}
+# completeness column -> (staged column, the raw columns it is made from in any export format)
+FLAGS = {"digitization_completeness": ("has_digitized_components",
+                                       ("has_digitized_components", "submitted_documents_json")),
+         "e_result_completeness": ("has_e_result", ("has_e_result", "result_documents_json")),
+         "channel_completeness": ("channel", ("channel",))}
+
+
+def _given(alias: str, columns: list[str]) -> str:
+    """SQL: 1.0 when any of the raw ``columns`` holds a non-blank value, else 0.0."""
+    values = ", ".join(f"nullif(trim({alias}.{c}::VARCHAR), '')" for c in columns)
+    return f"CASE WHEN coalesce({values}) IS NOT NULL THEN 1.0 ELSE 0.0 END"
 
 
 def _cols(con, glob: str) -> set[str]:
@@ -49,11 +60,11 @@ def build_sql(con, warehouse: Path) -> str | None:
             raw_ok = bool(table_files(warehouse, raw))
             rcols = _cols(con, table_glob(warehouse, raw)) if raw_ok else set()
             flag_sel = []
-            use_raw = raw_ok and any(c in rcols for c in FLAGS.values())
-            for out, col in FLAGS.items():
-                if use_raw and col in rcols:
-                    flag_sel.append(f"avg(CASE WHEN r.{col} IS NOT NULL AND trim(r.{col}::VARCHAR) <> '' "
-                                    f"THEN 1.0 ELSE 0.0 END) AS {out}")
+            use_raw = raw_ok and any(c in rcols for _, raw_cols in FLAGS.values() for c in raw_cols)
+            for out, (col, raw_cols) in FLAGS.items():
+                present = [c for c in raw_cols if c in rcols]
+                if use_raw and present:
+                    flag_sel.append(f"avg({_given('r', present)}) AS {out}")
                 elif col in cols:
                     flag_sel.append(f"avg(CASE WHEN s.{col} IS NOT NULL THEN 1.0 ELSE 0.0 END) AS {out}")
                 else:
