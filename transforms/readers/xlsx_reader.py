@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from transforms.readers._common import (
     note_skipped,
 )
 
+FMT = "flat_export"  # the mapping file of XLSX exports
 HEADER_SCAN_ROWS = 60  # the header must start within the first rows of the sheet
 UNPACKED_MAX = 256 << 20  # a workbook unpacking to more than this ...
 UNPACKED_RATIO_MAX = 200  # ... and to more than this many times its size is not read
@@ -118,12 +121,20 @@ def _find_header(rows: list[list[Any]], merged: list, col0: int, fmt: str, entit
     return best[2], best[3]
 
 
-def read_xlsx(path: Path, source: str, entity: str, batch_rows: int, notes: list[str] | None = None
-              ) -> ReadResult:
+@dataclass
+class _Sheet:
+    """A sheet holding cells, as far as it was read to look for the header."""
+
+    name: str
+    head: list[list[Any]]  # its first rows (sheet row 1 on; columns from the first used column)
+    rest: Iterator[list[Any]]  # the rows after ``head``, not read yet
+    found: tuple[list[int], HeaderMatch] | None  # (0-based header rows, their match), None: no header
+
+
+def _open_workbook(path: Path, label: str) -> tuple[Any, list[str]]:
+    """The workbook and its sheet names; rejects an empty, oversized or unreadable file."""
     from python_calamine import CalamineWorkbook
 
-    fmt = "flat_export"
-    label = file_label(path, source, entity)
     if path.stat().st_size == 0:
         raise FileRejected(path, f"file {label}: the file is empty")
     _unpacked_guard(path, label)
@@ -136,117 +147,171 @@ def read_xlsx(path: Path, source: str, entity: str, batch_rows: int, notes: list
         names = wb.sheet_names
     except Exception as e:  # noqa: BLE001 - any parse failure means the workbook is unreadable
         raise FileRejected(path, f"file {label}: not a readable XLSX workbook ({type(e).__name__}: {e})") from e
+    return wb, names
 
-    chosen = None
+
+def _read_head(path: Path, label: str, wb: Any, si: int, name: str, entity: str) -> _Sheet | None:
+    """Sheet ``si`` read up to where its header may start, and the header found there; None for an empty sheet."""
+    try:
+        sheet = wb.get_sheet_by_index(si)
+    except Exception as e:  # noqa: BLE001
+        raise FileRejected(path, f"file {label}, sheet '{name}': cannot be read ({e})") from e
+    if sheet.start is None:
+        return None
+    it = iter(sheet.iter_rows())  # rows from sheet row 1; columns from the first used column
+    head: list[list[Any]] = []
+    for row in it:
+        head.append(list(row))
+        if len(head) >= HEADER_SCAN_ROWS + 1:
+            break
+    col0 = sheet.start[1]
+    found = _find_header(head[:HEADER_SCAN_ROWS + 1], sheet.merged_cell_ranges or [], col0, FMT, entity)
+    return _Sheet(name, head, it, found)
+
+
+def _choose_sheet(path: Path, label: str, wb: Any, names: list[str], entity: str) -> tuple[_Sheet, list[str]]:
+    """The sheet whose header matches best (the first of equals), and the other sheets holding cells."""
+    chosen: _Sheet | None = None
     used_sheets: list[str] = []
     for si, name in enumerate(names):
-        try:
-            sheet = wb.get_sheet_by_index(si)
-        except Exception as e:  # noqa: BLE001
-            raise FileRejected(path, f"file {label}, sheet '{name}': cannot be read ({e})") from e
-        if sheet.start is None:
+        sheet = _read_head(path, label, wb, si, name, entity)
+        if sheet is None:
             continue
         used_sheets.append(name)
-        it = iter(sheet.iter_rows())  # rows from sheet row 1; columns from the first used column
-        head: list[list[Any]] = []
-        for row in it:
-            head.append(list(row))
-            if len(head) >= HEADER_SCAN_ROWS + 1:
-                break
-        col0 = sheet.start[1]
-        found = _find_header(head[:HEADER_SCAN_ROWS + 1], sheet.merged_cell_ranges or [], col0, fmt, entity)
-        if found and (chosen is None or found[1].score > chosen[3][1].score):
-            chosen = (name, it, head, found)
+        if sheet.found and (chosen is None or sheet.found[1].score > chosen.found[1].score):
+            chosen = sheet
     if chosen is None:
         raise FileRejected(path, f"file {label}: no header row found: no row in the first {HEADER_SCAN_ROWS} "
                                  f"rows of any sheet ({', '.join(repr(n) for n in names)}) names a known {entity} "
                                  "column (transforms/mappings/flat_export.yaml)")
-    sheet_name, it, head, (hidx, hm) = chosen
-    notes = notes if notes is not None else []
-    others = [n for n in used_sheets if n != sheet_name]
+    return chosen, [n for n in used_sheets if n != chosen.name]
+
+
+def _note_other_sheets(notes: list[str], label: str, sheet_name: str, others: list[str]) -> None:
     if others:
         notes.append(f"file {label}: only sheet '{sheet_name}' was read (its header matches best); sheet"
                      f"{'s' if len(others) > 1 else ''} {', '.join(repr(n) for n in others)} also hold"
                      f"{'' if len(others) > 1 else 's'} cells and {'were' if len(others) > 1 else 'was'} not read")
-    # the table ends at its last named column (a title block or footer may reach further right)
+
+
+def _table_header(path: Path, source: str, entity: str, sheet: _Sheet) -> tuple[HeaderMatch, list[int]]:
+    """The header's match, cut at its last named column (a title block or footer may reach further right),
+    and its 1-based sheet rows; rejects a header without the required columns."""
+    hidx, hm = sheet.found
     last = max(i for i, h in enumerate(hm.headers) if h)
     if last + 1 < len(hm.headers):
-        hm = match_headers(hm.headers[:last + 1], fmt, entity)
+        hm = match_headers(hm.headers[:last + 1], FMT, entity)
     header_rows = [i + 1 for i in hidx]
-    where = f" in the header (sheet '{sheet_name}', row{'s' if len(header_rows) > 1 else ''} " \
+    where = f" in the header (sheet '{sheet.name}', row{'s' if len(header_rows) > 1 else ''} " \
             f"{', '.join(map(str, header_rows))})"
-    check_required(path, hm, source, entity, fmt, where=where)
+    check_required(path, hm, source, entity, FMT, where=where)
+    return hm, header_rows
 
-    ncols = len(hm.headers)
-    keys = set(key_columns(source, entity))
-    key_idx = {i for i, c in enumerate(hm.canonical) if c in keys}
-    skipped: dict[str, list[int]] = {}
-    start = hidx[-1] + 1  # 0-based index of the first row after the header
 
-    def all_rows() -> Iterator[tuple[int, list[Any]]]:
-        for i in range(start, len(head)):
-            yield i + 1, head[i]
-        i = len(head)
-        for row in it:
-            i += 1
-            yield i, row
+def _rows_below(sheet: _Sheet, header_idx: list[int]) -> Iterator[tuple[int, list[Any]]]:
+    """(sheet row, cells) of every row below the header: the rows read while looking for it, then the rest."""
+    for i in range(header_idx[-1] + 1, len(sheet.head)):
+        yield i + 1, sheet.head[i]
+    i = len(sheet.head)
+    for row in sheet.rest:
+        i += 1
+        yield i, row
 
-    rows_iter = all_rows()
-    # blank rows between header and data are not counted as skipped: they are part of the layout
-    first: tuple[int, list[Any]] | None = None
-    for line, row in rows_iter:
+
+def _first_nonblank(rows: Iterator[tuple[int, list[Any]]]) -> tuple[int, list[Any]] | None:
+    """The first row with a cell filled; the blank rows before it are part of the layout, not counted as
+    skipped."""
+    for line, row in rows:
         if not _blank(row):
-            first = (line, row)
-            break
-    first_line = first[0] if first else None
+            return line, row
+    return None
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        if first is None:
-            yield columns_to_batch(source, entity, hm, [[] for _ in range(ncols)], 1, [])
-            notes.append(f"file {label}, sheet '{sheet_name}': no data rows below the header (row "
-                         f"{header_rows[-1]})")
-            return
-        cols: list[list[str | None]] = [[] for _ in range(ncols)]
-        lines: list[int] = []
-        row_no = 1
 
-        def flush():
-            nonlocal cols, lines, row_no
-            b = columns_to_batch(source, entity, hm, cols, row_no, lines)
-            row_no += len(lines)
-            cols = [[] for _ in range(ncols)]
-            lines = []
-            return b
+@dataclass
+class _RowSorter:
+    """Tells data rows from blank and footer rows (those listed in ``skipped`` with their sheet row)."""
 
-        def rows():
-            yield first
-            yield from rows_iter
+    key_idx: set[int]
+    skipped: dict[str, list[int]]
+    in_footer: bool = False  # a footer row was seen: from here on only rows carrying every key are data
 
-        in_footer = False
-        for line, row in rows():
-            texts = [cell_text(v) for v in row]
-            if all(t is None for t in texts):
-                skipped.setdefault("blank", []).append(line)
-                continue
-            has_keys = all(i < len(texts) and texts[i] is not None for i in key_idx)
-            starts = is_footer_start(texts, key_idx, [isinstance(v, str) for v in row])
-            if starts or (in_footer and not has_keys):
-                in_footer = True
-                skipped.setdefault("footer", []).append(line)
-                continue
-            texts = texts[:ncols] + [None] * (ncols - len(texts))
-            for c in range(ncols):
-                cols[c].append(texts[c])
-            lines.append(line)
-            if len(lines) >= batch_rows:
-                yield flush()
-        if lines or row_no == 1:
-            yield flush()
-        note_skipped(notes, skipped, f"file {label}, sheet '{sheet_name}'", "row")
-        if row_no == 1:
-            notes.append(f"file {label}, sheet '{sheet_name}': no data rows below the header (row "
-                         f"{header_rows[-1]})")
+    def data(self, line: int, row: list[Any]) -> list[str | None] | None:
+        """The row's cell texts when it is a data row, else None."""
+        texts = [cell_text(v) for v in row]
+        if all(t is None for t in texts):
+            self.skipped.setdefault("blank", []).append(line)
+            return None
+        has_keys = all(i < len(texts) and texts[i] is not None for i in self.key_idx)
+        starts = is_footer_start(texts, self.key_idx, [isinstance(v, str) for v in row])
+        if starts or (self.in_footer and not has_keys):
+            self.in_footer = True
+            self.skipped.setdefault("footer", []).append(line)
+            return None
+        return texts
 
-    return ReadResult(path=path, source=source, entity=entity, format=fmt, file_kind="xlsx", encoding=None,
-                      delimiter=None, header_rows=header_rows, first_data_line=first_line, columns=hm.columns,
-                      unknown_columns=hm.unknown_columns, batches=batches(), notes=notes, skipped=skipped)
+
+@dataclass
+class _Columns:
+    """Data rows gathered column by column until a batch is full, given out as raw batches."""
+
+    source: str
+    entity: str
+    hm: HeaderMatch
+    row_no: int = 1  # _source_row of the first row gathered
+    cols: list[list[str | None]] = field(init=False)
+    lines: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.cols = [[] for _ in self.hm.headers]
+
+    def add(self, texts: list[str | None], line: int) -> None:
+        ncols = len(self.cols)
+        texts = texts[:ncols] + [None] * (ncols - len(texts))
+        for c in range(ncols):
+            self.cols[c].append(texts[c])
+        self.lines.append(line)
+
+    def flush(self) -> pa.RecordBatch:
+        b = columns_to_batch(self.source, self.entity, self.hm, self.cols, self.row_no, self.lines)
+        self.row_no += len(self.lines)
+        self.cols = [[] for _ in self.hm.headers]
+        self.lines = []
+        return b
+
+
+def _batches(rows: Iterator[tuple[int, list[Any]]], sorter: _RowSorter, out: _Columns, batch_rows: int,
+             notes: list[str], where: str, header_row: int) -> Iterator[pa.RecordBatch]:
+    """The data rows in batches of ``batch_rows`` (one empty batch when there are none), then the notes."""
+    for line, row in rows:
+        texts = sorter.data(line, row)
+        if texts is None:
+            continue
+        out.add(texts, line)
+        if len(out.lines) >= batch_rows:
+            yield out.flush()
+    if out.lines or out.row_no == 1:
+        yield out.flush()
+    note_skipped(notes, sorter.skipped, where, "row")
+    if out.row_no == 1:
+        notes.append(f"{where}: no data rows below the header (row {header_row})")
+
+
+def read_xlsx(path: Path, source: str, entity: str, batch_rows: int, notes: list[str] | None = None
+              ) -> ReadResult:
+    label = file_label(path, source, entity)
+    wb, names = _open_workbook(path, label)
+    sheet, others = _choose_sheet(path, label, wb, names, entity)
+    notes = notes if notes is not None else []
+    _note_other_sheets(notes, label, sheet.name, others)
+    hm, header_rows = _table_header(path, source, entity, sheet)
+    keys = set(key_columns(source, entity))
+    sorter = _RowSorter({i for i, c in enumerate(hm.canonical) if c in keys}, {})
+    below = _rows_below(sheet, sheet.found[0])
+    first = _first_nonblank(below)  # read now: ReadResult.first_data_line
+    rows = chain([first], below) if first is not None else iter(())
+    batches = _batches(rows, sorter, _Columns(source, entity, hm), batch_rows, notes,
+                       f"file {label}, sheet '{sheet.name}'", header_rows[-1])
+    return ReadResult(path=path, source=source, entity=entity, format=FMT, file_kind="xlsx", encoding=None,
+                      delimiter=None, header_rows=header_rows, first_data_line=first[0] if first else None,
+                      columns=hm.columns, unknown_columns=hm.unknown_columns, batches=batches, notes=notes,
+                      skipped=sorter.skipped)
