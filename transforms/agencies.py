@@ -125,8 +125,24 @@ def read_agencies(path: Path) -> list[dict]:
     """The list's rows (``COLUMNS`` -> trimmed NFC text or None; level lower-case; dates ISO), checked; raises
     AgenciesError with every problem found."""
     path = Path(path)
+    text, _encoding = decode(_read_bytes(path), path)
+    table = _parse(path, text)
+    rows = _rows(path, table)
+    problems = table.problems
+    seen = _check_values(path, rows, problems)
+    _check_links(path, rows, seen, problems)
+    if not rows and not problems:
+        problems.append(f"{path}, line {table.header_line + 1}: no agency listed after the header; expected one line "
+                        f"per agency")
+    if problems:
+        raise AgenciesError(path, problems)
+    return [r for _, r in rows]
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; a missing, unreadable or folder path is an AgenciesError saying what to do."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise AgenciesError(path, [f"{path}: agencies file not found (put agencies.csv at the inbox root or set "
                                    f"TTHC_AGENCIES_PATH)"]) from None
@@ -135,7 +151,22 @@ def read_agencies(path: Path) -> list[dict]:
                                    f"fix its permissions"]) from None
     except IsADirectoryError:
         raise AgenciesError(path, [f"{path}: is a folder, not the agencies file"]) from None
-    text, _encoding = decode(data, path)
+
+
+@dataclass
+class _Table:
+    """The list split into cells: its header line and the non-blank lines after it."""
+
+    delim: str
+    header: list[str]  # header_key of each header cell
+    header_line: int
+    records: list[tuple[int, list[str]]]  # (line, cells)
+    problems: list[str]  # found so far (a column named twice in the header)
+
+
+def _parse(path: Path, text: str) -> _Table:
+    """The header (the first non-blank line, its delimiter sniffed) and the records below it; blank lines are
+    skipped. Rejects an empty list and a header without the agency columns."""
     lines = text.splitlines()
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if first is None:
@@ -143,49 +174,63 @@ def read_agencies(path: Path) -> list[dict]:
                                    f"one line per agency"])
     delim = _sniff(lines[first])
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
-    header: list[str] | None = None
-    header_line = 0
-    problems: list[str] = []
-    records: list[tuple[int, list[str]]] = []
+    table: _Table | None = None
     last = 0
     for cells in reader:
         line, last = last + 1, reader.line_num
         if not any(c.strip() for c in cells):
             continue
-        if header is None:
-            header, header_line = [header_key(c) for c in cells], line
-            where = f"{path}, line {line}"
-            dupes = sorted({h for h in header if h and header.count(h) > 1})
-            if dupes:
-                problems.append(f"{where}: column(s) {', '.join(dupes)} appear twice in the header")
-            missing = [c for c in REQUIRED if c not in header]
-            if len(missing) == len(REQUIRED):
-                raise AgenciesError(path, [
-                    f"{where}: no agency column found in the header (read with a comma, semicolon or tab as the "
-                    f"delimiter: {lines[first].strip()}); expected the header {','.join(COLUMNS)}"])
-            if missing:
-                sep = {",": "comma", ";": "semicolon", "\t": "tab"}[delim]
-                raise AgenciesError(path, problems + [
-                    f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)} "
-                    f"(the header read with {sep} as the delimiter: {' | '.join(cells)})"])
+        if table is None:
+            table = _Table(delim, [header_key(c) for c in cells], line, [], [])
+            _check_header(path, table, cells, lines[first])
             continue
-        records.append((line, cells))
-    assert header is not None
+        table.records.append((line, cells))
+    assert table is not None
+    return table
+
+
+def _check_header(path: Path, table: _Table, cells: list[str], first_line: str) -> None:
+    """A column named twice is a problem; a header missing agency columns rejects the list at once."""
+    header, where = table.header, f"{path}, line {table.header_line}"
+    dupes = sorted({h for h in header if h and header.count(h) > 1})
+    if dupes:
+        table.problems.append(f"{where}: column(s) {', '.join(dupes)} appear twice in the header")
+    missing = [c for c in REQUIRED if c not in header]
+    if len(missing) == len(REQUIRED):
+        raise AgenciesError(path, [
+            f"{where}: no agency column found in the header (read with a comma, semicolon or tab as the "
+            f"delimiter: {first_line.strip()}); expected the header {','.join(COLUMNS)}"])
+    if missing:
+        sep = {",": "comma", ";": "semicolon", "\t": "tab"}[table.delim]
+        raise AgenciesError(path, table.problems + [
+            f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)} "
+            f"(the header read with {sep} as the delimiter: {' | '.join(cells)})"])
+
+
+def _rows(path: Path, table: _Table) -> list[tuple[int, dict]]:
+    """(line, ``COLUMNS`` -> trimmed NFC text or None) of each record; a record with more fields than the header
+    is a problem (unless every record ends with the same empty fields: a delimiter after the last value)."""
     # a delimiter after the last value of every line (header excepted) is a harmless habit of some exports
-    width = len(header)
+    records, width = table.records, len(table.header)
     trailing = bool(records) and len({len(c) for _, c in records}) == 1 and len(records[0][1]) > width and all(
         not x.strip() for _, c in records for x in c[width:])
     rows: list[tuple[int, dict]] = []
     for line, cells in records:
         if len(cells) > width and not trailing:
-            problems.append(f"{path}, line {line}: {len(cells)} fields, the header has {width} (a value holding "
-                            f"'{delim}' must be quoted)")
+            table.problems.append(f"{path}, line {line}: {len(cells)} fields, the header has {width} (a value "
+                                  f"holding '{table.delim}' must be quoted)")
             continue
         r = {c: None for c in COLUMNS}
-        for h, v in zip(header, cells, strict=False):
+        for h, v in zip(table.header, cells, strict=False):
             if h in r and r[h] is None:
                 r[h] = unicodedata.normalize("NFC", v).strip() or None
         rows.append((line, r))
+    return rows
+
+
+def _check_values(path: Path, rows: list[tuple[int, dict]], problems: list[str]) -> dict[str, int]:
+    """Each row's code (present, once), level and dates, in line order; levels lower-cased and dates made ISO in
+    place. Returns agency_code -> its line."""
     seen: dict[str, int] = {}
     for line, r in rows:
         where = f"{path}, line {line}"
@@ -196,23 +241,33 @@ def read_agencies(path: Path) -> list[dict]:
             problems.append(f"{where}, column agency_code: {code} is listed twice (first on line {seen[code]})")
         else:
             seen[code] = line
-        level = (r["level"] or "").casefold()
-        if level not in LEVELS:
-            problems.append(f"{where}, column level: '{r['level'] or ''}' is not one of "
-                            f"{', '.join(sorted(LEVELS))}")
-        else:
-            r["level"] = level
-        for c in ("valid_from", "valid_to"):
-            if r[c]:
-                d = parse_date(r[c])
-                if d is None:
-                    problems.append(f"{where}, column {c}: '{r[c]}' is not a date (expected YYYY-MM-DD or "
-                                    f"DD/MM/YYYY)")
-                else:
-                    r[c] = d.isoformat()
-        if r["valid_from"] and r["valid_to"] and r["valid_to"] < r["valid_from"] and \
-                parse_date(r["valid_from"]) and parse_date(r["valid_to"]):
-            problems.append(f"{where}, column valid_to: {r['valid_to']} is before valid_from {r['valid_from']}")
+        _check_level_and_dates(where, r, problems)
+    return seen
+
+
+def _check_level_and_dates(where: str, r: dict, problems: list[str]) -> None:
+    """One of LEVELS (lower-cased in place); dates parsed and made ISO in place; valid_to not before valid_from."""
+    level = (r["level"] or "").casefold()
+    if level not in LEVELS:
+        problems.append(f"{where}, column level: '{r['level'] or ''}' is not one of "
+                        f"{', '.join(sorted(LEVELS))}")
+    else:
+        r["level"] = level
+    for c in ("valid_from", "valid_to"):
+        if r[c]:
+            d = parse_date(r[c])
+            if d is None:
+                problems.append(f"{where}, column {c}: '{r[c]}' is not a date (expected YYYY-MM-DD or "
+                                f"DD/MM/YYYY)")
+            else:
+                r[c] = d.isoformat()
+    if r["valid_from"] and r["valid_to"] and r["valid_to"] < r["valid_from"] and \
+            parse_date(r["valid_from"]) and parse_date(r["valid_to"]):
+        problems.append(f"{where}, column valid_to: {r['valid_to']} is before valid_from {r['valid_from']}")
+
+
+def _check_links(path: Path, rows: list[tuple[int, dict]], seen: dict[str, int], problems: list[str]) -> None:
+    """parent_code and successor_code name agencies of this list; no agency is its own successor."""
     for line, r in rows:
         for c in ("parent_code", "successor_code"):
             if r[c] and r[c] not in seen:
@@ -220,12 +275,6 @@ def read_agencies(path: Path) -> list[dict]:
                                 f"one of its agency_code values)")
         if r["successor_code"] and r["successor_code"] == r["agency_code"]:
             problems.append(f"{path}, line {line}, column successor_code: the agency is its own successor")
-    if not rows and not problems:
-        problems.append(f"{path}, line {header_line + 1}: no agency listed after the header; expected one line per "
-                        f"agency")
-    if problems:
-        raise AgenciesError(path, problems)
-    return [r for _, r in rows]
 
 
 def validity(settings) -> dict | None:
