@@ -130,19 +130,36 @@ class Source:
     missing_ref: str = "staged"       # "no <table> <missing_ref> yet" when a value_set_from table is absent
 
 
+Pending = tuple[dict, str | None, str | None]  # (expectation, domain SQL, bad SQL): counted in the scan
+
+
 def evaluate_suite(con, source: Source, suite: dict, warehouse: Path | None,
                    extra_select: list[str] | None = None) -> tuple[list[dict], dict]:
     """Every expectation of ``suite`` on ``source``, exactly: presence and types from the schema, every row rule
     and identity as a ``count_if`` in one aggregate scan (with ``extra_select``), the key as one GROUP BY,
     examples only for the rules that failed. Returns (per-expectation results, the scan's row: ``n`` and the
     ``extra_select`` aliases)."""
+    out, pending = _triage(con, source, suite, warehouse)
+    row = _scan(con, source.sql, pending, extra_select)
+    out += [_judge(con, source, exp, dom, bad, row, i) for i, (exp, dom, bad) in enumerate(pending)]
+    return out, row
+
+
+def _bad_type_columns(suite: dict, types: dict[str, str]) -> set[str]:
+    """Columns of the wrong type: they fail their type rule; their value rules cannot be evaluated meaningfully."""
+    return {e["kwargs"]["column"] for e in suite["expectations"]
+            if e["type"] == "expect_column_values_to_be_of_type" and e["kwargs"]["column"] in types
+            and not arrow_type_ok(types[e["kwargs"]["column"]], e["kwargs"]["type_"])}
+
+
+def _triage(con, source: Source, suite: dict, warehouse: Path | None) -> tuple[list[dict], list[Pending]]:
+    """The results the schema decides (presence, types, a reference table not there yet), in suite order, and
+    the expectations left for the scan; an expectation on a missing or mistyped column is left out (reported
+    by its presence or type rule)."""
     types, src = source.types, source.sql
     out: list[dict] = []
-    pending: list[tuple[dict, str | None, str | None]] = []      # (expectation, domain SQL, bad SQL)
-    # a column of the wrong type fails its type rule; its value rules cannot be evaluated meaningfully
-    bad_type = {e["kwargs"]["column"] for e in suite["expectations"]
-                if e["type"] == "expect_column_values_to_be_of_type" and e["kwargs"]["column"] in types
-                and not arrow_type_ok(types[e["kwargs"]["column"]], e["kwargs"]["type_"])}
+    pending: list[Pending] = []
+    bad_type = _bad_type_columns(suite, types)
     for exp in suite["expectations"]:
         t, k = exp["type"], exp["kwargs"]
         if t == "expect_column_to_exist":
@@ -171,54 +188,67 @@ def evaluate_suite(con, source: Source, suite: dict, warehouse: Path | None,
         if t == "expect_table_row_count_to_be_between" or t in UNIQUE:
             pending.append((exp, None, None))
             continue
-        vs = None
-        if exp["meta"].get("value_set_from"):
-            ref_table, ref_col = exp["meta"]["value_set_from"].split(".")
-            if warehouse is None or not table_files(warehouse, ref_table):
-                out.append(_res(exp, True, 0, 0, [], {"skipped": f"no {ref_table} {source.missing_ref} yet"}))
-                continue
-            vs = [r[0] for r in con.execute(
-                f"SELECT DISTINCT {q(ref_col)} FROM read_parquet({lit(table_glob(warehouse, ref_table))}) "
-                f"WHERE {q(ref_col)} IS NOT NULL").fetchall()]
-        rs = rule_sql(exp, vs)
-        if rs is not None:
-            pending.append((exp, rs.domain, rs.bad))
-    # one scan for every row rule, the row count and what the caller adds
+        _triage_row_rule(con, source, warehouse, exp, out, pending)
+    return out, pending
+
+
+def _triage_row_rule(con, source: Source, warehouse: Path | None, exp: dict, out: list[dict],
+                     pending: list[Pending]) -> None:
+    """A row rule goes to the scan, its value set read from the reference table it names (``value_set_from``);
+    with that table not there yet the rule is skipped, saying so."""
+    vs = None
+    if exp["meta"].get("value_set_from"):
+        ref_table, ref_col = exp["meta"]["value_set_from"].split(".")
+        if warehouse is None or not table_files(warehouse, ref_table):
+            out.append(_res(exp, True, 0, 0, [], {"skipped": f"no {ref_table} {source.missing_ref} yet"}))
+            return
+        vs = [r[0] for r in con.execute(
+            f"SELECT DISTINCT {q(ref_col)} FROM read_parquet({lit(table_glob(warehouse, ref_table))}) "
+            f"WHERE {q(ref_col)} IS NOT NULL").fetchall()]
+    rs = rule_sql(exp, vs)
+    if rs is not None:
+        pending.append((exp, rs.domain, rs.bad))
+
+
+def _scan(con, src: str, pending: list[Pending], extra_select: list[str] | None) -> dict:
+    """One scan for every row rule, the row count (``n``) and what the caller adds: the row of counts."""
     sel = ["count(*) AS n", *(extra_select or [])]
     for i, (exp, dom, bad) in enumerate(pending):
         if dom is not None:
             # coalesce: count_if of no rows is NULL in DuckDB 2.0 (an empty batch or table)
             sel.append(f"coalesce(count_if({dom}), 0) AS d{i}, coalesce(count_if(({dom}) AND ({bad})), 0) AS u{i}")
     cur = con.execute(f"SELECT {', '.join(sel)} FROM {src}")
-    row = dict(zip([d[0] for d in cur.description], cur.fetchall()[0]))  # fetchall: the result is complete
-    n = row["n"]
+    return dict(zip([d[0] for d in cur.description], cur.fetchall()[0]))  # fetchall: the result is complete
 
-    def examples(where: str) -> list[str]:
-        return [source.example(r) for r in con.execute(
-            f"SELECT {source.key}, {source.locate} FROM {src} WHERE {where} ORDER BY {source.order} "
-            f"LIMIT {EXAMPLES}").fetchall()]
 
-    for i, (exp, dom, bad) in enumerate(pending):
-        t, k = exp["type"], exp["kwargs"]
-        if t == "expect_table_row_count_to_be_between":
-            ok = (k.get("min_value") is None or n >= k["min_value"]) and \
-                 (k.get("max_value") is None or n <= k["max_value"])
-            out.append(_res(exp, ok, 0 if ok else 1, 1, [], {"row_count": n}))
-        elif t in UNIQUE:
-            kc = unique_cols(exp)
-            dup = con.execute(f"SELECT coalesce(sum(c), 0), count(*) FROM (SELECT count(*) c FROM {src} "
-                              f"GROUP BY {kc} HAVING count(*) > 1)").fetchall()[0]
-            ex = examples(f"({kc}) IN (SELECT ({kc}) FROM {src} GROUP BY {kc} HAVING count(*) > 1)") if dup[0] else []
-            out.append(_res(exp, dup[0] == 0, int(dup[0]), n, ex, {"duplicate_keys": int(dup[1])}))
-            out[-1]["unique_sql"] = kc
-        else:
-            d, u = row[f"d{i}"], row[f"u{i}"]
-            mostly = k.get("mostly", exp["meta"].get("mostly", 1.0))
-            ok = u == 0 if mostly >= 1 else (d == 0 or (d - u) / d >= mostly)
-            ex = examples(f"({dom}) AND ({bad})") if u else []
-            out.append(_res(exp, ok, int(u), int(d), ex, {"mostly": mostly} if mostly < 1 else {}))
-            out[-1]["bad_sql"] = f"({dom}) AND ({bad})"   # the very rows counted: what the gate sets aside
-    return out, row
+def _examples(con, source: Source, where: str) -> list[str]:
+    return [source.example(r) for r in con.execute(
+        f"SELECT {source.key}, {source.locate} FROM {source.sql} WHERE {where} ORDER BY {source.order} "
+        f"LIMIT {EXAMPLES}").fetchall()]
+
+
+def _judge(con, source: Source, exp: dict, dom: str | None, bad: str | None, row: dict, i: int) -> dict:
+    """The result of the ``i``-th expectation left for the scan: the row count, a GROUP BY for uniqueness, the
+    scan's counts for a row rule (examples fetched only when it failed)."""
+    t, k, n, src = exp["type"], exp["kwargs"], row["n"], source.sql
+    if t == "expect_table_row_count_to_be_between":
+        ok = (k.get("min_value") is None or n >= k["min_value"]) and \
+             (k.get("max_value") is None or n <= k["max_value"])
+        return _res(exp, ok, 0 if ok else 1, 1, [], {"row_count": n})
+    if t in UNIQUE:
+        kc = unique_cols(exp)
+        dup = con.execute(f"SELECT coalesce(sum(c), 0), count(*) FROM (SELECT count(*) c FROM {src} "
+                          f"GROUP BY {kc} HAVING count(*) > 1)").fetchall()[0]
+        ex = _examples(con, source, f"({kc}) IN (SELECT ({kc}) FROM {src} GROUP BY {kc} HAVING count(*) > 1)") \
+            if dup[0] else []
+        return {**_res(exp, dup[0] == 0, int(dup[0]), n, ex, {"duplicate_keys": int(dup[1])}), "unique_sql": kc}
+    d, u = row[f"d{i}"], row[f"u{i}"]
+    mostly = k.get("mostly", exp["meta"].get("mostly", 1.0))
+    ok = u == 0 if mostly >= 1 else (d == 0 or (d - u) / d >= mostly)
+    ex = _examples(con, source, f"({dom}) AND ({bad})") if u else []
+    # bad_sql: the very rows counted, what the gate sets aside
+    return {**_res(exp, ok, int(u), int(d), ex, {"mostly": mostly} if mostly < 1 else {}),
+            "bad_sql": f"({dom}) AND ({bad})"}
 
 
 def sample_rows_sql(src: str, row_ref: str, n: int, failed: list[dict], per_rule: int) -> str:
