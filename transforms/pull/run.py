@@ -145,10 +145,6 @@ def pull_to_warehouse(spec: PullSpec, *, warehouse, ledger, run_id: str, agency_
     ``gate``: called with the ``StageResult``; True = passed. The watermark moves only when ``commit`` and the
     batch is staged and passed (or no gate is given). It never moves backwards.
     """
-    from transforms import ingest
-    from transforms.readers import records_to_raw_batch
-    from warehouse import store
-
     t0 = time.perf_counter()
     before = ledger.get_watermark(spec.source, spec.entity)
     window = window or plan_window(before, overlap_minutes=overlap_minutes, now=now)
@@ -157,7 +153,6 @@ def pull_to_warehouse(spec: PullSpec, *, warehouse, ledger, run_id: str, agency_
     ts_field = SQL_RECORD_KEYS[1] if spec.kind == "sql" else RECORD_KEYS[spec.entity][1]
     tracker = PullTracker()
     stats = PullStats()
-    batch_id: str | None = None
     try:
         pages = track(iter_records(spec, window, page_size=page_size, policy=policy, stats=stats,
                                    sql_config=sql_config), tracker, ts_field)
@@ -165,47 +160,71 @@ def pull_to_warehouse(spec: PullSpec, *, warehouse, ledger, run_id: str, agency_
         if first is None:
             out.status = "empty"
             return out
-        batch_id = pull_batch_id(spec.source, spec.entity, window)
-        out.batch_id = batch_id
+        out.batch_id = pull_batch_id(spec.source, spec.entity, window)
         source_file = describe_source(spec, window, sql_config)
-        ledger.begin_batch(batch_id, run_id, path=source_file, source=spec.source, entity=spec.entity,
+        ledger.begin_batch(out.batch_id, run_id, path=source_file, source=spec.source, entity=spec.entity,
                            file_kind=spec.kind, format=spec.fmt)
-
-        def raw_batches():
-            row = 1
-            for page in _chain(first, pages):
-                yield records_to_raw_batch(page, spec.source, spec.entity, fmt=spec.fmt, start_row=row)
-                row += len(page)
-
-        stage = ingest.ingest_raw(raw_batches(), warehouse=warehouse, source=spec.source, entity=spec.entity,
-                                  fmt=spec.fmt, source_file=source_file, batch_id=batch_id,
-                                  agencies=agency_codes, pseudonym_key=pseudonym_key,
-                                  ingested_at=datetime.now(UTC).replace(tzinfo=None))
+        stage = _stage(spec, _chain(first, pages), warehouse=warehouse, source_file=source_file,
+                       batch_id=out.batch_id, agency_codes=agency_codes, pseudonym_key=pseudonym_key)
     except Exception as exc:
-        if batch_id is not None:
-            store.remove_batch_files(warehouse, [batch_id])
-            ledger.finish_batch(batch_id, "failed", error=f"{type(exc).__name__}: {exc}")
-        out.error = str(exc) if isinstance(exc, PullError) else f"{spec.name}: {type(exc).__name__}: {exc}"
-        out.details = _details(stats, tracker)
-        out.seconds = time.perf_counter() - t0
-        return out
+        _failed(out, spec, exc, warehouse, ledger)
+        return _timed(out, stats, tracker, t0)
+    passed = _staged(out, spec, stage, ledger, gate)
+    if commit and passed and tracker.max_updated_at is not None:
+        new = tracker.max_updated_at if before is None else max(before, tracker.max_updated_at)
+        ledger.set_watermark(spec.source, spec.entity, new, out.batch_id)
+        out.watermark_after, out.committed = new, True
+    return _timed(out, stats, tracker, t0)
+
+
+def _stage(spec: PullSpec, pages: Iterator[list[dict]], *, warehouse, source_file: str, batch_id: str,
+           agency_codes, pseudonym_key: bytes):
+    """The pages as raw batches through the file path's ingest (raw, staging, quarantine): its StageResult."""
+    from transforms import ingest
+    from transforms.readers import records_to_raw_batch
+
+    def raw_batches():
+        row = 1
+        for page in pages:
+            yield records_to_raw_batch(page, spec.source, spec.entity, fmt=spec.fmt, start_row=row)
+            row += len(page)
+
+    return ingest.ingest_raw(raw_batches(), warehouse=warehouse, source=spec.source, entity=spec.entity,
+                             fmt=spec.fmt, source_file=source_file, batch_id=batch_id,
+                             agencies=agency_codes, pseudonym_key=pseudonym_key,
+                             ingested_at=datetime.now(UTC).replace(tzinfo=None))
+
+
+def _failed(out: PullOutcome, spec: PullSpec, exc: Exception, warehouse, ledger) -> None:
+    """A pull or stage that failed: a begun batch's files removed and the batch recorded failed; the error."""
+    from warehouse import store
+
+    if out.batch_id is not None:
+        store.remove_batch_files(warehouse, [out.batch_id])
+        ledger.finish_batch(out.batch_id, "failed", error=f"{type(exc).__name__}: {exc}")
+    out.error = str(exc) if isinstance(exc, PullError) else f"{spec.name}: {type(exc).__name__}: {exc}"
+
+
+def _staged(out: PullOutcome, spec: PullSpec, stage, ledger, gate: Callable[[Any], bool] | None) -> bool:
+    """The staged batch recorded in the ledger, then through the gate when one is given: whether it passed."""
+    batch_id = out.batch_id
     out.records, out.rows_staged, out.rows_quarantined = stage.rows_raw, stage.rows_staged, stage.rows_quarantined
     ledger.finish_batch(batch_id, "staged", rows_raw=stage.rows_raw, rows_staged=stage.rows_staged,
                         rows_quarantined=stage.rows_quarantined, stage_seconds=stage.seconds,
                         min_updated_at=stage.min_updated_at, max_updated_at=stage.max_updated_at)
     out.status = "staged"
-    passed = True
-    if gate is not None:
-        passed = bool(gate(stage))
-        out.status = "passed" if passed else "gate_failed"
-        ledger.finish_batch(batch_id, out.status)
-        if not passed:
-            out.error = (f"{spec.name}: batch {batch_id} failed the quality gate; watermark kept at {before}, "
-                         f"the window is pulled again next run")
-    if commit and passed and tracker.max_updated_at is not None:
-        new = tracker.max_updated_at if before is None else max(before, tracker.max_updated_at)
-        ledger.set_watermark(spec.source, spec.entity, new, batch_id)
-        out.watermark_after, out.committed = new, True
+    if gate is None:
+        return True
+    passed = bool(gate(stage))
+    out.status = "passed" if passed else "gate_failed"
+    ledger.finish_batch(batch_id, out.status)
+    if not passed:
+        out.error = (f"{spec.name}: batch {batch_id} failed the quality gate; watermark kept at "
+                     f"{out.watermark_before}, the window is pulled again next run")
+    return passed
+
+
+def _timed(out: PullOutcome, stats: PullStats, tracker: PullTracker, t0: float) -> PullOutcome:
     out.details = _details(stats, tracker)
     out.seconds = time.perf_counter() - t0
     return out
