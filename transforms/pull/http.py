@@ -16,7 +16,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -205,46 +205,11 @@ def pull_entity(base_url: str, token: str, entity: str, window_from: datetime, w
     stats = stats if stats is not None else PullStats()
     own_client = client is None
     client = client or make_client(base_url, token, policy)
-    budget = _Budget()
-    ts_field = RECORD_KEYS[entity][1]
-    seen: set[tuple[str, str]] = set()
+    read = _WindowRead(client, base_url, entity, source, window, page_size, policy, rng, sleep, stats)
     try:
         for pass_no in range(1, policy.max_passes + 1):
             stats.passes = pass_no
-            totals: set[int] = set()
-            pass_keys: set[tuple[str, str]] = set()
-            page = 1
-            while True:
-                params = {"updated_from": format_param(window.window_from),
-                          "updated_to": format_param(window.window_to), "page": page, "page_size": page_size}
-                body = _fetch_page(client, base_url, entity, params, source=source, policy=policy,
-                                   budget=budget, rng=rng, sleep=sleep)
-                stats.retries, stats.retry_seconds = budget.retries, budget.spent
-                stats.retry_reasons = dict(budget.reasons)
-                stats.pages += 1
-                totals.add(body["total_records"])
-                data = body["data"]
-                fresh: list[dict] = []
-                for rec in data:
-                    if not isinstance(rec, dict):
-                        raise PullError(f"{_where(source, entity)}: page {page} holds a non-object record",
-                                        source=source, entity=entity)
-                    key = record_key(rec, entity)
-                    pass_keys.add(key)
-                    if not window.contains(parse_timestamp(rec.get(ts_field))):
-                        stats.outside_window_dropped += 1
-                        continue
-                    if key in seen:
-                        stats.repeats_dropped += 1
-                        continue
-                    seen.add(key)
-                    fresh.append(rec)
-                if fresh:
-                    stats.records += len(fresh)
-                    yield fresh
-                if not data or page >= body["total_pages"]:
-                    break
-                page += 1
+            totals, pass_keys = yield from read.one_pass()
             if len(totals) == 1 and len(pass_keys) == next(iter(totals)):
                 return
         raise UnstableWindowError(
@@ -254,3 +219,70 @@ def pull_entity(base_url: str, token: str, entity: str, window_from: datetime, w
     finally:
         if own_client:
             client.close()
+
+
+@dataclass
+class _WindowRead:
+    """The reading of one window by ``pull_entity``: its passes over the pages, the versions seen so far."""
+
+    client: httpx.Client
+    base_url: str
+    entity: str
+    source: str | None
+    window: Window
+    page_size: int
+    policy: RetryPolicy
+    rng: random.Random
+    sleep: Callable[[float], None]
+    stats: PullStats
+    budget: _Budget = field(default_factory=_Budget)  # all waiting of the pull, shared by its requests
+    seen: set[tuple[str, str]] = field(default_factory=set)  # versions yielded, over all passes
+
+    def one_pass(self) -> Generator[list[dict], None, tuple[set[int], set[tuple[str, str]]]]:
+        """Yields the new versions of every page of one pass; returns the ``total_records`` the pages reported
+        and the versions the pass saw."""
+        totals: set[int] = set()
+        pass_keys: set[tuple[str, str]] = set()
+        page = 1
+        while True:
+            body = self._fetch(page)
+            totals.add(body["total_records"])
+            data = body["data"]
+            fresh = self._fresh(page, data, pass_keys)
+            if fresh:
+                self.stats.records += len(fresh)
+                yield fresh
+            if not data or page >= body["total_pages"]:
+                break
+            page += 1
+        return totals, pass_keys
+
+    def _fetch(self, page: int) -> dict:
+        params = {"updated_from": format_param(self.window.window_from),
+                  "updated_to": format_param(self.window.window_to), "page": page, "page_size": self.page_size}
+        body = _fetch_page(self.client, self.base_url, self.entity, params, source=self.source, policy=self.policy,
+                           budget=self.budget, rng=self.rng, sleep=self.sleep)
+        self.stats.retries, self.stats.retry_seconds = self.budget.retries, self.budget.spent
+        self.stats.retry_reasons = dict(self.budget.reasons)
+        self.stats.pages += 1
+        return body
+
+    def _fresh(self, page: int, data: list, pass_keys: set[tuple[str, str]]) -> list[dict]:
+        """The page's records inside the window and not seen before; every version goes into ``pass_keys``."""
+        ts_field = RECORD_KEYS[self.entity][1]
+        fresh: list[dict] = []
+        for rec in data:
+            if not isinstance(rec, dict):
+                raise PullError(f"{_where(self.source, self.entity)}: page {page} holds a non-object record",
+                                source=self.source, entity=self.entity)
+            key = record_key(rec, self.entity)
+            pass_keys.add(key)
+            if not self.window.contains(parse_timestamp(rec.get(ts_field))):
+                self.stats.outside_window_dropped += 1
+                continue
+            if key in self.seen:
+                self.stats.repeats_dropped += 1
+                continue
+            self.seen.add(key)
+            fresh.append(rec)
+        return fresh
