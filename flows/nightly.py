@@ -58,13 +58,15 @@ class Night:
 @flow(name="tthc-nightly", log_prints=False, on_failure=[on_failure_hook], on_crashed=[on_crashed_hook])
 def nightly(inbox: str | None = None, warehouse: str | None = None, as_of: date | None = None,
             full_rebuild: bool = False, pull: bool = True, backfill_from: date | None = None,
-            backfill_to: date | None = None):
+            backfill_to: date | None = None, ledger_url: str | None = None):
     """Pull configured sources, ingest every new inbox file, gate each batch, build core and marts, report.
 
     ``backfill_from``/``backfill_to``: re-pull that window of every configured source (watermarks untouched)
     and rebuild every period; running the same backfill twice gives identical marts.
+    ``ledger_url``: this run's ledger, given explicitly (flows/provinces.py: runs sharing a worker process must not
+    share TTHC_LEDGER_URL); None: TTHC_LEDGER_URL, else the SQLite file in the warehouse.
     """
-    settings: Settings = get_settings(inbox=inbox, warehouse=warehouse, as_of=as_of)
+    settings: Settings = get_settings(inbox=inbox, warehouse=warehouse, as_of=as_of, ledger_url=ledger_url)
     as_of = settings.as_of or calendar.yesterday()  # the run at 01:30 reports on the day that just ended
     backfill = (backfill_from, backfill_to or backfill_from) if backfill_from else None
     with warehouse_run(settings, "r", as_of, str(settings.inbox)) as run:

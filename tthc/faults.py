@@ -51,8 +51,13 @@ def sentence(exc: BaseException) -> str:
 
 
 def _known(e: BaseException) -> str | None:
+    from warehouse.ledger import LedgerConflict, LedgerUnavailable
     from warehouse.lock import WarehouseBusy
 
+    if isinstance(e, LedgerUnavailable):
+        return str(e)
+    if isinstance(e, LedgerConflict):
+        return f"The warehouse and its ledger disagree: {e}."
     if isinstance(e, WarehouseBusy):
         return f"{e}. Another run (nightly, pull or release) is using this warehouse: wait for it to finish."
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):

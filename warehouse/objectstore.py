@@ -7,7 +7,9 @@ back with S3's documented conditional writes as the commit:
 
 1. ``_sync/publishing.json`` is written (a publish is under way);
 2. every changed file but the marts' generations and the ledger (batch files, core, reports, config);
-3. the ledger (``_ledger.sqlite``, checkpointed): it names the batches whose files step 2 sent;
+3. the ledger (``_ledger.sqlite``, checkpointed): it names the batches whose files step 2 sent (a ledger outside
+   the warehouse, PostgreSQL, is no file: nothing is sent, and warehouse/external_ledger.py keeps it one history
+   with what was published);
 4. the new generation's files ``_marts/<generation>/...`` (immutable: a new name per build), manifest last;
 5. the pointer ``_marts/CURRENT`` (``{"generation": ...}``) with ``If-Match`` the ETag the run read at its start
    (``If-None-Match: *`` for the first): the one write that changes which marts readers see. A pointer changed

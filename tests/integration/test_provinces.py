@@ -1,13 +1,17 @@
 """tthc run-provinces for real: two province inboxes, warehouses on an S3 API server (moto_server) and a Dask
-scheduler with two workers (separate processes). Each province's marts equal its single-province run; the national
-marts equal the sums of the provinces' top-level rows; a worker killed mid-run leaves every published mart readable
-and the next run completes. Budget: ~90 s for the module on 2 shared cores (four small province runs + two)."""
+scheduler with two workers (separate processes), the provinces' ledgers on the machine's PostgreSQL (a ledger URL
+template, one database per province; SQLite ledgers in the warehouses when PostgreSQL cannot be reached). Each
+province's marts equal its single-province run (on a folder, with its own SQLite ledger); each province's runs and
+batches are in its own database only; the national marts equal the sums of the provinces' top-level rows; a worker
+killed mid-run leaves every published mart readable, and the next run completes with every batch its ledger counts
+as taken published. Budget: ~90 s for the module on 2 shared cores (four small province runs + two)."""
 
 from __future__ import annotations
 
 import shutil
 import threading
 import time
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.cluster import dask_cluster, s3_server
+from tests.pg import PG_ADMIN_URL
 
 pytestmark = pytest.mark.integration
 AS_OF = date(2025, 12, 31)
@@ -22,6 +27,7 @@ MARTS = ("mart_kpi__agency_period", "mart_766__agency_period", "mart_tt01_form06
 KEEP = ("agencies.csv", "dvc_portal/procedures/danhmuc_tthc_20250710.csv", "dvc_portal/feedback",
         "one_stop/dossiers/dongbo_hoso_2025Q3.jsonl")
 LATER = "one_stop/dossiers/dongbo_hoso_2025_10_11.json"  # added before the run whose worker is killed
+PROVINCES = {"lam_xuyen": 11, "song_bac": 12}  # folder name -> sample seed
 
 
 def _province(root: Path, name: str, seed: int, tmp: Path) -> None:
@@ -42,7 +48,7 @@ def setup(prefect_harness, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("provinces")
     root = tmp / "inboxes"
-    for name, seed in (("lam_xuyen", 11), ("song_bac", 12)):
+    for name, seed in PROVINCES.items():
         _province(root, name, seed, tmp)
     env = {"TTHC_PSEUDONYM_KEY": "provinces-test-key", "TTHC_CACHE_DIR": str(tmp / "cache"),
            "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_LOGGING_LEVEL": "WARNING"}
@@ -52,6 +58,35 @@ def setup(prefect_harness, tmp_path_factory):
             mp.setenv(k, v)
         with dask_cluster(2, env) as (address, workers):
             yield {"root": root, "tmp": tmp, "address": address, "workers": workers, "env": env}
+
+
+@pytest.fixture(scope="module")
+def ledgers():
+    """The provinces' ledger template on the machine's PostgreSQL, databases tthc_test_<random>_<province> (dropped
+    at the end), and its province -> URL map; (None, {}, why) when PostgreSQL cannot be reached."""
+    import sqlalchemy as sa
+
+    from warehouse.ledger import province_urls
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        yield None, {}, f"PostgreSQL unreachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
+        return
+    prefix = f"tthc_test_{uuid.uuid4().hex[:8]}_"
+    template = sa.engine.make_url(PG_ADMIN_URL).set(database=prefix).render_as_string(hide_password=False)
+    template += "{province}"
+    try:
+        yield template, province_urls(template, list(PROVINCES)), None
+    finally:
+        with admin.connect() as c:
+            for (name,) in c.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                                     {"p": prefix + "%"}).all():
+                c.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 def _published(url: str) -> dict:
@@ -69,12 +104,13 @@ def _rows(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def published(setup):
-    """run-provinces' flow over both inboxes into s3://tthc-test/vn on the Dask cluster (the first night)."""
+def published(setup, ledgers):
+    """run-provinces' flow over both inboxes into s3://tthc-test/vn on the Dask cluster (the first night), the
+    ledgers on PostgreSQL."""
     from flows import provinces
 
     url = "s3://tthc-test/vn"
-    state = provinces.run(str(setup["root"]), url, AS_OF, address=setup["address"])
+    state = provinces.run(str(setup["root"]), url, AS_OF, address=setup["address"], ledger_url=ledgers[0])
     assert state.is_completed(), state.message
     result = state.result()
     assert result["failed"] == [], result
@@ -88,8 +124,8 @@ def test_provinces_on_dask_and_s3_equal_single_runs_and_roll_up(setup, published
 
     url = published
     got = {n: _published(f"{url}/{n}") for n in ("lam_xuyen", "song_bac")}
-    # each province alone on a folder: run_province on a folder is `tthc run`'s nightly flow on that folder (the
-    # two run side by side on the cluster, to keep the test short)
+    # each province alone on a folder, with its own SQLite ledger: run_province on a folder is `tthc run`'s nightly
+    # flow on that folder (the two run side by side on the cluster, to keep the test short)
     single = provinces.run(str(setup["root"]), str(setup["tmp"] / "single"), AS_OF, address=setup["address"])
     assert single.is_completed() and single.result()["failed"] == []
     for name, marts in got.items():
@@ -130,19 +166,118 @@ def test_provinces_on_dask_and_s3_equal_single_runs_and_roll_up(setup, published
             for r in national[MARTS[2]]} == f06
 
 
-def test_worker_killed_mid_run_leaves_marts_readable_and_next_run_completes(setup, published):
+def _ledger(url: str) -> tuple[list[dict], list[dict]]:
+    """A province ledger's runs and batches."""
+    from warehouse.ledger import Ledger
+
+    led = Ledger(url)
+    try:
+        return led.recent_runs(1000), led.recent_batches(1000)
+    finally:
+        led.dispose()
+
+
+def _bucket_batches(url: str) -> dict[str, set[str]]:
+    """Batch id -> the layers (raw_, stg_, quarantine_) holding a file of it in the warehouse at ``url``."""
+    from warehouse import objectstore
+
+    out: dict[str, set[str]] = {}
+    for key in objectstore.ObjectWarehouse(url).listing():
+        parts = key.removeprefix("_held/").split("/")
+        if len(parts) == 2 and parts[0].startswith(("raw_", "stg_", "quarantine_")):
+            out.setdefault(parts[1].removesuffix(".parquet"), set()).add(parts[0].split("_", 1)[0] + "_")
+    return out
+
+
+def _taken_and_published(ledger_url: str, url: str) -> list[dict]:
+    """The batches the ledger counts as taken, each checked to have in the bucket every file its counts call for."""
+    from warehouse.ledger import DONE_STATUSES
+
+    files = _bucket_batches(url)
+    taken = [b for b in _ledger(ledger_url)[1] if b["status"] in DONE_STATUSES]
+    for b in taken:
+        need = {layer for layer, n in (("raw_", b["rows_raw"]), ("stg_", b["rows_staged"]),
+                                       ("quarantine_", b["rows_quarantined"])) if n}
+        assert need <= files.get(b["batch_id"], set()), (url, b["batch_id"], b["path"], files.get(b["batch_id"]))
+    return taken
+
+
+def test_each_province_ledger_is_its_own_postgresql_database(setup, published, ledgers):
+    template, urls, why = ledgers
+    if template is None:
+        pytest.skip(why)
+    url = published
+    taken = {}
+    for n, lurl in urls.items():
+        assert lurl.endswith(f"_{n}")
+        runs, batches = _ledger(lurl)
+        # its runs read its inbox only, and its batches are the files of its inbox, each published in its warehouse
+        assert runs and {Path(r["inbox"]).resolve() for r in runs} == {(setup["root"] / n).resolve()}
+        assert {r["status"] for r in runs} == {"completed"}
+        taken[n] = _taken_and_published(lurl, f"{url}/{n}")
+        inbox = setup["root"] / n
+        assert sorted(b["path"] for b in taken[n]) == sorted(
+            p.relative_to(inbox).as_posix() for p in inbox.rglob("*") if p.is_file() and p.name != "agencies.csv")
+        assert {b["batch_id"] for b in taken[n]} == set(_bucket_batches(f"{url}/{n}"))
+        # no ledger file beside the batches: not in the bucket, not in the working copy
+        from warehouse import objectstore
+
+        assert objectstore.LEDGER not in objectstore.ObjectWarehouse(f"{url}/{n}").listing()
+        assert not (objectstore.cache_dir(f"{url}/{n}") / objectstore.LEDGER).exists()
+    a, b = ({x["batch_id"] for x in _ledger(urls[n])[1]} for n in PROVINCES)
+    assert a and b and not a & b  # neither database holds a batch of the other
+
+
+def _worker_at_the_worst_moment(setup, url: str, urls: dict, run: threading.Thread, limit: float = 120):
+    """(worker process, province) as soon as a province's run on one of the cluster's workers has taken its new
+    batch (ledger) that is not yet published (bucket): the run lock's holder names the worker's pid. (None, None)
+    when the run ended first."""
+    import re
+
+    import sqlalchemy as sa
+
+    from warehouse.ledger import DONE_STATUSES, lock_holder
+
+    workers = {p.pid: p for p in setup["workers"]}
+    engines = {n: sa.create_engine(u, poolclass=sa.pool.NullPool) for n, u in urls.items()}
+    deadline = time.monotonic() + limit
+    try:
+        while run.is_alive() and time.monotonic() < deadline:
+            for n, engine in engines.items():
+                m = re.match(r"tthc run pid (\d+) ", lock_holder(urls[n]) or "")
+                if not m or int(m.group(1)) not in workers:
+                    continue
+                with engine.connect() as c:
+                    taken = [r[0] for r in c.execute(sa.text(
+                        "SELECT batch_id FROM batches WHERE path = :p AND status IN :s").bindparams(
+                        sa.bindparam("s", expanding=True)), {"p": LATER, "s": list(DONE_STATUSES)})]
+                if taken and not set(taken) & set(_bucket_batches(f"{url}/{n}")):
+                    return workers[int(m.group(1))], n
+            time.sleep(0.2)
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    return None, None
+
+
+def test_worker_killed_mid_run_leaves_marts_readable_and_next_run_completes(setup, published, ledgers):
     from flows import provinces
 
     url = published
+    template, urls, _ = ledgers
     before = {n: _published(f"{url}/{n}") for n in ("lam_xuyen", "song_bac")}
     for n in before:  # new data for both: the next run has work to do
         shutil.copy2(setup["tmp"] / f"later_{n}.json", setup["root"] / n / LATER)
     out = {}
     t = threading.Thread(target=lambda: out.setdefault("state", provinces.run(
-        str(setup["root"]), url, AS_OF, address=setup["address"])))
+        str(setup["root"]), url, AS_OF, address=setup["address"], ledger_url=template)))
     t.start()
-    time.sleep(6)  # the province tasks are running (ingest/gate)
-    victim = setup["workers"][0]
+    # the worker dies at the worst moment for a ledger outside the bucket: its province's new batch taken, not yet
+    # published (the ledgers tell); without PostgreSQL to watch, 6 s in (ingest/gate)
+    victim, caught = _worker_at_the_worst_moment(setup, url, urls, t) if template else (None, None)
+    if victim is None:
+        time.sleep(0 if template else 6)
+        victim = setup["workers"][0]
     victim.kill()
     victim.wait()
     t.join(240)
@@ -153,7 +288,7 @@ def test_worker_killed_mid_run_leaves_marts_readable_and_next_run_completes(setu
         marts = _published(f"{url}/{n}")
         assert all(marts[m] for m in MARTS)
     # the next run (on the surviving worker) completes and brings every province to its complete data
-    again = provinces.run(str(setup["root"]), url, AS_OF, address=setup["address"])
+    again = provinces.run(str(setup["root"]), url, AS_OF, address=setup["address"], ledger_url=template)
     assert again.is_completed(), again.message
     res = again.result()
     assert res["failed"] == [], res
@@ -161,5 +296,15 @@ def test_worker_killed_mid_run_leaves_marts_readable_and_next_run_completes(setu
         after = _published(f"{url}/{n}")
         assert after[MARTS[0]] != before[n][MARTS[0]], (n, killed.result(raise_on_failure=False), res)
     assert _published(f"{url}/national")[MARTS[0]]
+    # a ledger outside the bucket is not rolled back with a dead working copy: whatever the killed run took and did
+    # not publish was taken again, so every batch the ledger counts as taken is published, the new file once
+    for n, lurl in urls.items():
+        taken = _taken_and_published(lurl, f"{url}/{n}")
+        assert [b["path"] for b in taken].count(LATER) == 1, (n, res)
+    if caught:  # the province killed with its batch taken was set right by its next run (rescheduled, or again)
+        killed_res = killed.result(raise_on_failure=False)
+        runs = [r for got in (killed_res, res) if isinstance(got, dict) for r in got["provinces"]
+                if r["province"] == caught]
+        assert any(r["repaired"] or any("did not publish" in note for note in r["notes"]) for r in runs), runs
     for p in setup["root"].iterdir():
         (p / LATER).unlink(missing_ok=True)

@@ -55,9 +55,10 @@ def run_on_object_storage(inbox: Path, url: str, as_of, full_rebuild: bool) -> N
 
     if not Path(inbox).is_dir():
         raise typer.BadParameter(f"inbox folder {inbox} does not exist")
-    r = run_province(str(inbox), url, as_of, full_rebuild)
+    r = run_province(str(inbox), url, as_of, full_rebuild, ledger_url=os.environ.get("TTHC_LEDGER_URL") or None)
     console.print(f"{url}: {r['status']}; published marts {r['generation'] or '(none)'}"
-                  + ("; an interrupted publish was repaired" if r["repaired"] else "") + f". {r['message']}")
+                  + ("; an interrupted publish was repaired" if r["repaired"] else "")
+                  + "".join(f"; {n}" for n in r["notes"]) + f". {r['message']}")
     if r["status"] != "completed":
         sys.exit(1)
 
@@ -74,6 +75,13 @@ def run_provinces(
                                                                   "(TTHC_DASK_ADDRESS)"),
     workers: int = typer.Option(2, "--workers", min=1, help="Without a scheduler: worker processes of a local "
                                                             "Dask cluster"),
+    ledger_url: str = typer.Option(
+        None, "--ledger-url", help="The provinces' ledgers on one PostgreSQL server, one database each "
+        "(TTHC_LEDGER_URL): a URL holding {province}, e.g. postgresql+psycopg://etl@db:5432/tthc_{province}; "
+        "{province} becomes the folder's name in lower case, accents dropped (đ -> d), every other run of "
+        "characters '_' (Hà Nội -> ha_noi); a missing database is created. Keep the password out of the URL "
+        "(PGPASSWORD or ~/.pgpass on every worker): Prefect records flow parameters. Without it each province "
+        "keeps a SQLite ledger in its warehouse"),
 ) -> None:
     """Run the nightly flow of every province in parallel on Dask, then roll the KPI marts up nationally."""
     from tthc import watchdog
@@ -81,18 +89,33 @@ def run_provinces(
 
     watchdog.start()
     from flows import provinces
+    from warehouse import ledger
 
     if not inbox_root.is_dir():
         raise typer.BadParameter(f"inbox root {inbox_root} is not a folder")
-    if os.environ.get("TTHC_LEDGER_URL"):
-        raise typer.BadParameter("run-provinces keeps each province's ledger in its own warehouse: unset "
-                                 "TTHC_LEDGER_URL (one ledger URL would mix every province's batches)")
+    template = ledger_url or os.environ.get("TTHC_LEDGER_URL") or None
+    if template and ledger.PROVINCE not in template:
+        raise typer.BadParameter(f"the ledger URL {ledger.safe_url(template)} (--ledger-url / TTHC_LEDGER_URL) "
+                                 f"would mix every province's batches in one database: add {ledger.PROVINCE} "
+                                 f"where each province's database name goes (e.g. .../tthc_{ledger.PROVINCE})")
     names = provinces.province_names(inbox_root)
     if not names:
         raise typer.BadParameter(f"no province folder in {inbox_root}: expected {inbox_root}/<name>/agencies.csv")
+    if template:
+        try:
+            urls = ledger.province_urls(template, names)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        try:  # before the cluster starts: a server that does not answer is one sentence, not 34 failed provinces
+            for url in urls.values():
+                ledger.ensure_database(url)
+        except ledger.LedgerUnavailable as exc:
+            Console(stderr=True).print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
     if not provinces.objectstore.is_url(warehouse_root):
         warehouse_root = str(Path(warehouse_root).expanduser().resolve())
-    state = provinces.run(str(inbox_root.resolve()), warehouse_root, _parse_date(as_of), dask_address, workers)
+    state = provinces.run(str(inbox_root.resolve()), warehouse_root, _parse_date(as_of), dask_address, workers,
+                          ledger_url=template)
     if not state.is_completed():
         console.print(f"[red]The run of the provinces failed:[/red] {state.message}")
         sys.exit(1)
@@ -102,7 +125,8 @@ def run_provinces(
         t.add_column(col, overflow="fold")
     for r in result["provinces"]:
         t.add_row(r["province"], r["status"], r["generation"] or "(none)",
-                  ("repaired an interrupted publish; " if r.get("repaired") else "") + (r["message"] or ""),
+                  ("repaired an interrupted publish; " if r.get("repaired") else "")
+                  + "".join(f"{n}; " for n in r.get("notes", [])) + (r["message"] or ""),
                   style=None if r["status"] == "completed" else "red")
     console.print(t)
     nat = result["national"]
