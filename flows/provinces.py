@@ -22,7 +22,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from warehouse import external_ledger, ledger, objectstore, store
+from warehouse import external_ledger, ledger_server, objectstore, store
 
 NATIONAL = "national"
 
@@ -38,14 +38,14 @@ def run_province(inbox: str, warehouse: str, as_of: date | None, full_rebuild: b
     (orphan batch files removed, core and marts rebuilt in full), run, publish.
 
     ``ledger_url``: this province's ledger outside its warehouse (a PostgreSQL database, created when missing); the
-    run holds its lock (ledger.run_lock), the warehouse's own SQLite ledger is moved into it, and on object storage
+    run holds its lock (ledger_server.run_lock), the warehouse's own SQLite ledger is moved into it, and on object storage
     what an unpublished run took is forgotten after the pull (warehouse/external_ledger.py). None: the SQLite
     ledger in the warehouse. Either way the nightly run is given its ledger explicitly, never through the
     environment (provinces share worker processes)."""
     if ledger_url is None:
         return _run_province(inbox, warehouse, as_of, full_rebuild, None)
-    ledger.ensure_database(ledger_url)
-    with ledger.run_lock(ledger_url):
+    ledger_server.ensure_database(ledger_url)
+    with ledger_server.run_lock(ledger_url):
         return _run_province(inbox, warehouse, as_of, full_rebuild, ledger_url)
 
 
@@ -177,11 +177,11 @@ def provinces(inbox_root: str, warehouse_root: str, as_of: date | None = None,
               names: list[str] | None = None, ledger_url: str | None = None) -> dict:
     """Every province's nightly run as a task (in parallel on the flow's task runner), then the roll-up.
 
-    ``ledger_url``: a template holding ``{province}`` (ledger.province_urls): each province's ledger is its own
+    ``ledger_url``: a template holding ``{province}`` (ledger_server.province_urls): each province's ledger is its own
     database on that server; None: each keeps a SQLite ledger in its warehouse."""
     log = get_run_logger()
     names = names or province_names(Path(inbox_root))
-    ledgers = ledger.province_urls(ledger_url, names) if ledger_url else {}
+    ledgers = ledger_server.province_urls(ledger_url, names) if ledger_url else {}
     futures = {n: province_task.submit(n, str(Path(inbox_root) / n), child(warehouse_root, n), as_of,
                                        ledgers.get(n))
                for n in names}

@@ -51,7 +51,7 @@ def sentence(exc: BaseException) -> str:
 
 
 def _known(e: BaseException) -> str | None:
-    from warehouse.ledger import LedgerConflict, LedgerUnavailable
+    from warehouse.ledger_server import LedgerConflict, LedgerUnavailable
     from warehouse.lock import WarehouseBusy
 
     if isinstance(e, LedgerUnavailable):

@@ -4,7 +4,7 @@ sends it after the batch files it names); a ledger outside is written as the run
 with an unpublished working copy, so the two are kept consistent here, before each run:
 
 - ``attach``: a warehouse that kept its own ledger (``_ledger.sqlite``) has it moved into the outside one, once
-  (``ledger.adopt_sqlite``), so no stale SQLite ledger stays in the warehouse or the bucket; an outside ledger
+  (``ledger_server.adopt_sqlite``), so no stale SQLite ledger stays in the warehouse or the bucket; an outside ledger
   that names none of the warehouse's batch files is refused (a wrong URL, or a new database for a warehouse
   whose ledger is elsewhere: the run would take every inbox file again, and an interrupted publish's repair would
   delete every batch file as an orphan);
@@ -19,7 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from warehouse import store
-from warehouse.ledger import DONE_STATUSES, Ledger, LedgerConflict, adopt_sqlite, safe_url
+from warehouse.ledger import DONE_STATUSES, Ledger
+from warehouse.ledger_server import LedgerConflict, adopt_sqlite, safe_url
 
 SQLITE_LEDGER = "_ledger.sqlite"  # the warehouse's own ledger (tthc.settings' default, objectstore.LEDGER)
 HELD = "_held"  # staged files a critical check holds out of core (transforms.ingest.batches.HELD_DIR)

@@ -66,7 +66,7 @@ def ledgers():
     at the end), and its province -> URL map; (None, {}, why) when PostgreSQL cannot be reached."""
     import sqlalchemy as sa
 
-    from warehouse.ledger import province_urls
+    from warehouse.ledger_server import province_urls
 
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
     try:
@@ -236,7 +236,8 @@ def _worker_at_the_worst_moment(setup, url: str, urls: dict, run: threading.Thre
 
     import sqlalchemy as sa
 
-    from warehouse.ledger import DONE_STATUSES, lock_holder
+    from warehouse.ledger import DONE_STATUSES
+    from warehouse.ledger_server import lock_holder
 
     workers = {p.pid: p for p in setup["workers"]}
     engines = {n: sa.create_engine(u, poolclass=sa.pool.NullPool) for n, u in urls.items()}

@@ -89,27 +89,27 @@ def run_provinces(
 
     watchdog.start()
     from flows import provinces
-    from warehouse import ledger
+    from warehouse import ledger_server
 
     if not inbox_root.is_dir():
         raise typer.BadParameter(f"inbox root {inbox_root} is not a folder")
     template = ledger_url or os.environ.get("TTHC_LEDGER_URL") or None
-    if template and ledger.PROVINCE not in template:
-        raise typer.BadParameter(f"the ledger URL {ledger.safe_url(template)} (--ledger-url / TTHC_LEDGER_URL) "
-                                 f"would mix every province's batches in one database: add {ledger.PROVINCE} "
-                                 f"where each province's database name goes (e.g. .../tthc_{ledger.PROVINCE})")
+    if template and ledger_server.PROVINCE not in template:
+        raise typer.BadParameter(f"the ledger URL {ledger_server.safe_url(template)} (--ledger-url / TTHC_LEDGER_URL) "
+                                 f"would mix every province's batches in one database: add {ledger_server.PROVINCE} "
+                                 f"where each province's database name goes (e.g. .../tthc_{ledger_server.PROVINCE})")
     names = provinces.province_names(inbox_root)
     if not names:
         raise typer.BadParameter(f"no province folder in {inbox_root}: expected {inbox_root}/<name>/agencies.csv")
     if template:
         try:
-            urls = ledger.province_urls(template, names)
+            urls = ledger_server.province_urls(template, names)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         try:  # before the cluster starts: a server that does not answer is one sentence, not 34 failed provinces
             for url in urls.values():
-                ledger.ensure_database(url)
-        except ledger.LedgerUnavailable as exc:
+                ledger_server.ensure_database(url)
+        except ledger_server.LedgerUnavailable as exc:
             Console(stderr=True).print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from None
     if not provinces.objectstore.is_url(warehouse_root):

@@ -19,8 +19,9 @@ import sqlalchemy as sa
 
 from tests.cluster import free_port
 from tests.pg import PG_ADMIN_URL
-from warehouse import external_ledger, ledger, store
-from warehouse.ledger import Ledger, LedgerBusy, LedgerConflict, LedgerUnavailable
+from warehouse import external_ledger, ledger_server, store
+from warehouse.ledger import Ledger
+from warehouse.ledger_server import LedgerBusy, LedgerConflict, LedgerUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +45,14 @@ def template():
 
 
 def _url(template: str, name: str) -> str:
-    url = ledger.province_urls(template, [name])[name]
-    ledger.ensure_database(url)
+    url = ledger_server.province_urls(template, [name])[name]
+    ledger_server.ensure_database(url)
     return url
 
 
 def test_a_template_without_province_is_refused_in_one_sentence():
     with pytest.raises(ValueError) as e:
-        ledger.province_urls("postgresql+psycopg://etl:s3cret@db:5432/tthc", ["ha_noi", "hue"])
+        ledger_server.province_urls("postgresql+psycopg://etl:s3cret@db:5432/tthc", ["ha_noi", "hue"])
     msg = str(e.value)
     assert "add {province}" in msg and "mix every province's batches" in msg
     assert "s3cret" not in msg and "etl:***@db" in msg
@@ -60,21 +61,21 @@ def test_a_template_without_province_is_refused_in_one_sentence():
 
 def test_folder_names_become_distinct_postgresql_names():
     t = "postgresql+psycopg://etl@db:5432/tthc_{province}"
-    urls = ledger.province_urls(t, ["Hà Nội", "Đắk Lắk", "TP. Hồ Chí Minh", "song_bac", "Quảng-Trị 2"])
+    urls = ledger_server.province_urls(t, ["Hà Nội", "Đắk Lắk", "TP. Hồ Chí Minh", "song_bac", "Quảng-Trị 2"])
     assert {n: sa.engine.make_url(u).database for n, u in urls.items()} == {
         "Hà Nội": "tthc_ha_noi", "Đắk Lắk": "tthc_dak_lak", "TP. Hồ Chí Minh": "tthc_tp_ho_chi_minh",
         "song_bac": "tthc_song_bac", "Quảng-Trị 2": "tthc_quang_tri_2"}
     with pytest.raises(ValueError, match="'Ha Noi' and 'ha-noi' would share the ledger"):
-        ledger.province_urls(t, ["Ha Noi", "ha-noi"])
+        ledger_server.province_urls(t, ["Ha Noi", "ha-noi"])
     with pytest.raises(ValueError, match="no letter or digit"):
-        ledger.province_urls(t, ["---"])
+        ledger_server.province_urls(t, ["---"])
     with pytest.raises(ValueError, match="longer than PostgreSQL's 63 bytes"):
-        ledger.province_urls(t, ["x" * 60])
+        ledger_server.province_urls(t, ["x" * 60])
 
 
 def test_an_unreachable_server_is_one_sentence_without_the_password():
     url = f"postgresql+psycopg://etl:s3cret@127.0.0.1:{free_port()}/tthc_hue"  # nothing listens there
-    for attempt in (lambda: ledger.ensure_database(url, timeout=3), lambda: ledger.run_lock(url).__enter__()):
+    for attempt in (lambda: ledger_server.ensure_database(url, timeout=3), lambda: ledger_server.run_lock(url).__enter__()):
         with pytest.raises(LedgerUnavailable) as e:
             attempt()
         msg = str(e.value)
@@ -83,33 +84,33 @@ def test_an_unreachable_server_is_one_sentence_without_the_password():
 
 
 def test_a_missing_database_is_created_once(template):
-    url = ledger.province_urls(template, ["Huế"])["Huế"]
+    url = ledger_server.province_urls(template, ["Huế"])["Huế"]
     name = sa.engine.make_url(url).database
     assert name.endswith("_hue")
-    assert ledger.ensure_database(url) is True
-    assert ledger.ensure_database(url) is False  # there already: nothing done
+    assert ledger_server.ensure_database(url) is True
+    assert ledger_server.ensure_database(url) is False  # there already: nothing done
     led = Ledger(url)
     try:
         led.start_run("r1", date(2025, 12, 31), "/inbox/hue")
         assert [r["run_id"] for r in led.recent_runs()] == ["r1"]
     finally:
         led.dispose()
-    assert ledger.ensure_database(f"sqlite:///{'/nonexistent/x.sqlite'}") is False  # SQLite: its driver's work
+    assert ledger_server.ensure_database(f"sqlite:///{'/nonexistent/x.sqlite'}") is False  # SQLite: its driver's work
 
 
 def test_one_run_at_a_time_per_ledger(template):
     a, b = _url(template, "lock_a"), _url(template, "lock_b")
-    assert ledger.lock_holder(a) is None
-    with ledger.run_lock(a):
+    assert ledger_server.lock_holder(a) is None
+    with ledger_server.run_lock(a):
         me = f"tthc run pid {os.getpid()} on {socket.gethostname()}"
-        assert ledger.lock_holder(a).startswith(me)  # who holds it, for the operator (and the provinces test)
+        assert ledger_server.lock_holder(a).startswith(me)  # who holds it, for the operator (and the provinces test)
         with pytest.raises(LedgerBusy, match=f"another run holds the ledger .*{re.escape(me)}"):
-            with ledger.run_lock(a, wait_seconds=0.2, poll=0.1):
+            with ledger_server.run_lock(a, wait_seconds=0.2, poll=0.1):
                 pass
-        with ledger.run_lock(b, wait_seconds=0):  # another province's ledger is another lock
+        with ledger_server.run_lock(b, wait_seconds=0):  # another province's ledger is another lock
             pass
-    assert ledger.lock_holder(a) is None
-    with ledger.run_lock(a, wait_seconds=0):  # released at the end of the block
+    assert ledger_server.lock_holder(a) is None
+    with ledger_server.run_lock(a, wait_seconds=0):  # released at the end of the block
         pass
 
 
@@ -134,7 +135,7 @@ def test_the_warehouses_sqlite_ledger_moves_in_once(template, tmp_path):
     kept = (wh / "_ledger.sqlite").read_bytes()
     url = _url(template, "adopt")
     notes = external_ledger.attach(wh, url)
-    assert notes == [f"the warehouse's ledger _ledger.sqlite moved into {ledger.safe_url(url)} (2 batches)"]
+    assert notes == [f"the warehouse's ledger _ledger.sqlite moved into {ledger_server.safe_url(url)} (2 batches)"]
     assert not (wh / "_ledger.sqlite").exists() and (wh / ".ledger.sqlite.moved").is_file()
     led = Ledger(url)
     try:
@@ -147,7 +148,7 @@ def test_the_warehouses_sqlite_ledger_moves_in_once(template, tmp_path):
     # the file comes back (an unpublished working copy pulled again): the database holds it all, it is set aside
     (wh / "_ledger.sqlite").write_bytes(kept)
     assert external_ledger.attach(wh, url) == [
-        f"_ledger.sqlite set aside: {ledger.safe_url(url)} already held its runs and batches"]
+        f"_ledger.sqlite set aside: {ledger_server.safe_url(url)} already held its runs and batches"]
     assert not (wh / "_ledger.sqlite").exists()
     # another history in the file: refused, nothing moved or copied
     other = tmp_path / "other"
