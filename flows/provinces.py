@@ -22,7 +22,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from warehouse import external_ledger, ledger_server, objectstore, store
+from warehouse import external_ledger, generations, ledger_server, objectstore
 
 NATIONAL = "national"
 
@@ -59,7 +59,7 @@ def _run_province(inbox: str, warehouse: str, as_of: date | None, full_rebuild: 
             notes += external_ledger.attach(Path(warehouse), ledger_url)
         state = nightly(inbox=inbox, warehouse=warehouse, as_of=as_of, full_rebuild=full_rebuild,
                         ledger_url=ledger_url or _own_ledger(Path(warehouse)), return_state=True)
-        gen = store.current_generation(Path(warehouse))
+        gen = generations.current_generation(Path(warehouse))
         return _outcome(state, gen.name if gen is not None else None, repaired=False, notes=notes)
     from warehouse.lock import warehouse_lock
 
@@ -136,7 +136,7 @@ def national_task(warehouse_root: str, names: list[str]) -> dict:
         if folder is None:
             missing.append(name)
             continue
-        built = store.generation_manifest(folder).get("built_from", {})
+        built = generations.generation_manifest(folder).get("built_from", {})
         sources.append(national.ProvinceMarts(name, folder, date.fromisoformat(str(built.get("as_of")))))
     tables = national.rollup(sources)
     target = child(warehouse_root, NATIONAL)
@@ -144,7 +144,7 @@ def national_task(warehouse_root: str, names: list[str]) -> dict:
     local = ow.local if ow is not None else Path(target)
     if ow is not None:
         ow.pull()
-    with store.GenerationWriter(local) as gw:
+    with generations.GenerationWriter(local) as gw:
         for mart, t in tables.items():
             gw.write(mart, t)
         gen = gw.publish({"built_from": {"provinces": {p.name: {"as_of": p.as_of.isoformat(),
@@ -159,10 +159,10 @@ def national_task(warehouse_root: str, names: list[str]) -> dict:
 def _published_folder(warehouse: str) -> Path | None:
     """The folder of a province's published generation (pulled into a read cache when on object storage)."""
     if not objectstore.is_url(warehouse):
-        return store.current_generation(Path(warehouse))
+        return generations.current_generation(Path(warehouse))
     ow = objectstore.ObjectWarehouse(warehouse, local=objectstore.cache_dir(warehouse, "read"))
-    pulled = ow.pull(select=lambda rel: rel.startswith(f"{store.GENERATIONS}/"))  # the published one only
-    return store.generations_root(ow.local) / pulled.generation if pulled.generation else None
+    pulled = ow.pull(select=lambda rel: rel.startswith(f"{generations.GENERATIONS}/"))  # the published one only
+    return generations.generations_root(ow.local) / pulled.generation if pulled.generation else None
 
 
 def province_names(inbox_root: Path) -> list[str]:

@@ -13,7 +13,7 @@ from flows.naming import current_flow_run_id, name_flow_run
 from transforms import ingest
 from transforms.calendar import LOCAL_TZ
 from tthc.settings import Settings
-from warehouse import store
+from warehouse import generations, store
 from warehouse.ledger import Ledger
 from warehouse.lock import warehouse_lock
 
@@ -40,7 +40,7 @@ def warehouse_run(settings: Settings, prefix: str, as_of: date | None, label: st
             ledger.start_run(run_id, as_of, label, flow_run_id=current_flow_run_id())
             name_flow_run(run_id, as_of)  # the server's UI shows the run id and data date, not 'brave-otter'
             rolled_back = ingest.recover(wh, ledger, run_id)
-            store.recover_generations(wh)  # a publish of the marts killed midway: its work goes, links are made
+            generations.recover_generations(wh)  # a publish of the marts killed midway: its work goes, links are made
             yield WarehouseRun(run_id, wh, ledger, rolled_back)
         except BaseException as exc:
             ledger.finish_run(run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse import store
+from warehouse import generations, store
 
 ENTITY_DATE = {
     "dossiers": "received_at",
@@ -82,7 +82,7 @@ def behind_published(warehouse: Path, *, targets_csv: Path | None = None,
     from transforms.core import read_core_meta, staged_batches
     from transforms.marts import DEFAULT_TARGETS
 
-    built = store.published_manifest(warehouse).get("built_from", {})
+    built = generations.published_manifest(warehouse).get("built_from", {})
     core_built = built.get("core", {})
     if built.get("targets_sha256") != file_digest(targets_csv or DEFAULT_TARGETS):
         return "targets.csv changed since the published marts were built"
@@ -107,7 +107,7 @@ def plan_rebuild(warehouse: Path, new_batches: list[tuple[str, str, str]], as_of
     """``new_batches``: (source, entity, batch_id) of the batches that passed the gate this run; ``targets_csv``
     and ``extra_days_off`` as the build will use them (None: the default targets, no extra days off)."""
     wh = Path(warehouse)
-    built = store.published_manifest(wh).get("built_from")
+    built = generations.published_manifest(wh).get("built_from")
     if full_rebuild:
         return RebuildPlan("full", "--full-rebuild asked")
     if not built:

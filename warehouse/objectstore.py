@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from warehouse import store
+from warehouse import generations, store
 
-POINTER = f"{store.GENERATIONS}/CURRENT"
+POINTER = f"{generations.GENERATIONS}/CURRENT"
 MARKER = "_sync/publishing.json"
 STATE = ".tthc_sync.json"  # local: what each file was when it last matched the bucket (rel -> etag, size, mtime)
 LEDGER = "_ledger.sqlite"
@@ -177,9 +177,9 @@ class ObjectWarehouse:
         interrupted = self.read_json(MARKER)[0] if remote.pop(MARKER, None) else None
         generation, etag = self.published_generation()
         if select is not None:
-            gen_prefix = f"{store.GENERATIONS}/{generation}/"
+            gen_prefix = f"{generations.GENERATIONS}/{generation}/"
             remote = {r: v for r, v in remote.items() if select(r) and (
-                not r.startswith(f"{store.GENERATIONS}/") or r.startswith(gen_prefix))}
+                not r.startswith(f"{generations.GENERATIONS}/") or r.startswith(gen_prefix))}
         # SQLite's side files hold what a run wrote after the last publish (publish checkpoints them away): a run
         # killed before publishing left them, and they would put its unpublished batches back into the ledger
         for side in ("-wal", "-shm", "-journal"):
@@ -226,16 +226,16 @@ class ObjectWarehouse:
 
     def _link_current(self, generation: str | None) -> None:
         """``_marts/current`` -> the pointer's generation, and the marts' links at the root (store's layout)."""
-        root = store.generations_root(self.local)
-        cur = root / store.CURRENT
-        if generation is None or not (root / generation / store.GENERATION_MANIFEST).is_file():
+        root = generations.generations_root(self.local)
+        cur = root / generations.CURRENT
+        if generation is None or not (root / generation / generations.GENERATION_MANIFEST).is_file():
             if cur.is_symlink():
                 cur.unlink()
             return
-        link = root / f".{store.CURRENT}.{uuid.uuid4().hex[:8]}.lnk"
+        link = root / f".{generations.CURRENT}.{uuid.uuid4().hex[:8]}.lnk"
         os.symlink(generation, link)
         os.replace(link, cur)
-        store.link_tables(self.local, store.generation_manifest(root / generation).get("tables", []))
+        generations.link_tables(self.local, generations.generation_manifest(root / generation).get("tables", []))
 
     # -- publish -------------------------------------------------------------------------------------------------
     def publish(self, run_id: str = "") -> str | None:
@@ -252,16 +252,16 @@ class ObjectWarehouse:
                    if rel not in remote or rel not in files or files[rel][0] != remote[rel][0]
                    or files[rel][1:] != self._stat(p)]
         self._put_bytes(MARKER, json.dumps({"run": run_id, "started": datetime.now(UTC).isoformat()}).encode())
-        gens = [r for r in changed if r.startswith(f"{store.GENERATIONS}/")]
+        gens = [r for r in changed if r.startswith(f"{generations.GENERATIONS}/")]
         first = [r for r in changed if r not in gens and r != LEDGER]
-        manifests = [r for r in gens if r.endswith(store.GENERATION_MANIFEST)]
+        manifests = [r for r in gens if r.endswith(generations.GENERATION_MANIFEST)]
         for batch in (first, [r for r in changed if r == LEDGER], [r for r in gens if r not in manifests],
                       manifests):
             with ThreadPoolExecutor(_THREADS) as pool:
                 for rel, et, st in pool.map(lambda r: self._upload(r, local[r]), batch):
                     files[rel] = [et, *st]
         store.crash_point("objectstore_before_pointer")
-        current = store.current_generation(self.local)
+        current = generations.current_generation(self.local)
         generation = current.name if current is not None else None
         if generation is not None and generation != self.published_generation()[0]:
             body = json.dumps({"generation": generation, "run": run_id,

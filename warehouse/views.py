@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from warehouse.store import PARQUET_GLOB, is_private, published_dirs
+from warehouse.store import PARQUET_GLOB, is_private
+
+from warehouse.generations import published_dirs
 
 
 def connect(warehouse: Path, *, include_private: bool = False, database: str = ":memory:",

@@ -18,7 +18,6 @@ import pytest
 
 import flows.nightly as N
 from transforms.ingest import FileOutcome
-from transforms.quality import settle
 from transforms.quality.model import CheckResult, GateResult
 from warehouse.ledger import Ledger
 

@@ -20,7 +20,7 @@ from transforms.reports.due import due_lists
 from tthc.settings import Settings
 from warehouse.state import read_state
 from transforms.marts.publish import published_file
-from warehouse.store import current_generation
+from warehouse.generations import current_generation
 
 AS_OF = date(2025, 12, 31)
 PERIODS = ["2025-12", "2025-Q4"]

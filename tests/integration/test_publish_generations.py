@@ -27,7 +27,6 @@ import pytest
 
 from transforms.core import read_core_meta
 from transforms.marts import MARTS
-from warehouse import store
 from warehouse.views import connect
 
 pytestmark = pytest.mark.integration

@@ -116,7 +116,7 @@ def render(tables_dir: Path = TABLES_DIR, targets: Path = TARGETS) -> str:
         lines.append(f"| `{c.name}` | {c.records} | {_cell(c.words)} |")
     lines += ["", "## Plan KPIs (`mart_kpi__agency_period`)", "",
               "value = numerator / denominator (empty when the denominator is 0). Targets come from the targets file",
-              f"(`tthc/config/targets.csv` as shipped, rule S18); a rate meets its target when value >= target.", ""]
+              "(`tthc/config/targets.csv` as shipped, rule S18); a rate meets its target when value >= target.", ""]
     lines += kpi_table(shipped_targets(targets))
     lines += ["", "## Decision 766 indicators (`mart_766__agency_period`)", "",
               "Calendar periods only. ratio = numerator / denominator (empty when 0); r in a score is the ratio.", "",

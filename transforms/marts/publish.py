@@ -1,4 +1,4 @@
-"""Publish the three KPI marts as one generation (``warehouse.store.GenerationWriter``), merged with the rows kept
+"""Publish the three KPI marts as one generation (``warehouse.generations.GenerationWriter``), merged with the rows kept
 from the published one when only some periods were rebuilt, and the record of what they were built from."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 
 from transforms.marts.form06 import check_form06
 from transforms.marts.names import DEFAULT_TARGETS, KEYS, MART_F06
-from warehouse.store import (GenerationWriter, crash_point, current_generation, generation_manifest,
-                             published_manifest, table_dir)
+from warehouse.generations import GenerationWriter, current_generation, generation_manifest, published_manifest
+from warehouse.store import crash_point, table_dir
 
 
 def read_parquet(path: Path) -> pa.Table:

@@ -154,7 +154,7 @@ def summarize(warehouse: Path, run_id: str, results: list[GateResult], rejected:
 
 
 def _agency_names(warehouse: Path) -> dict[str, str]:
-    from warehouse.store import published_dirs
+    from warehouse.generations import published_dirs
 
     folder = published_dirs(Path(warehouse)).get("core_agencies")
     if folder is None:
@@ -184,7 +184,7 @@ def per_unit(s: dict, names: dict[str, str]) -> list[dict]:
 def _data_date(warehouse: Path, s: dict) -> date | None:
     if s.get("as_of"):
         return date.fromisoformat(s["as_of"])
-    from warehouse.store import published_manifest
+    from warehouse.generations import published_manifest
 
     got = published_manifest(Path(warehouse)).get("built_from", {}).get("as_of")
     return date.fromisoformat(got) if got else None

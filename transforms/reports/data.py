@@ -136,7 +136,7 @@ def load(warehouse: Path | str, period: Period | str, agency: str | None = None,
          trend_months: int = 12, lang: str = "vi") -> ReportData:
     """The report's data of ``period`` (a Period or a label such as ``2025-Q4``) for ``agency`` (default: the top
     of the hierarchy) and its units."""
-    from warehouse.store import published_manifest
+    from warehouse.generations import published_manifest
     from warehouse.views import connect
 
     wh = Path(warehouse)

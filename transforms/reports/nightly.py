@@ -26,7 +26,7 @@ from transforms.reports.periods import Period, latest_closed, parse
 from transforms.reports.reconcile import ReconcileError
 from transforms.reports.templating import render, write_atomic
 from warehouse.state import read_state, write_state
-from warehouse.store import current_generation
+from warehouse.generations import current_generation
 
 KPI_DIR = Path("_reports") / "kpi"
 INDEX = Path("_reports") / "index.html"

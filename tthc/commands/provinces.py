@@ -27,11 +27,11 @@ def read_cache(url: str, include_private: bool = False) -> Path:
     """A local read-only copy of a warehouse on object storage, for ``tthc query``: the published generation of the
     KPI marts and the other public tables (raw_ and quarantine_ only with ``include_private``), only changed objects
     downloaded; never the ledger, secrets or reports."""
-    from warehouse import objectstore, store
+    from warehouse import generations, objectstore, store
 
     def wanted(rel: str) -> bool:
         top = rel.split("/", 1)[0]
-        if top == store.GENERATIONS:
+        if top == generations.GENERATIONS:
             return True
         return not top.startswith(("_", ".")) and "/" in rel and (include_private or not store.is_private(top))
 

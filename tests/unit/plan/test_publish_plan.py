@@ -12,7 +12,7 @@ from nights_helpers import AS_OF, MARTS, first_night, second_night, snapshot
 from transforms import core as C
 from transforms import plan as P
 from transforms.marts import build_marts, marts_as_of
-from warehouse import store
+from warehouse import generations
 
 
 def _plan(st, new=(), **kw):
@@ -48,7 +48,7 @@ def test_first_publish_records_what_the_marts_were_built_from(staged):
     p = _plan(staged)
     assert p.mode == "full" and not p.core_full and "no published marts" in p.reason
     _night(staged, p)
-    m = store.published_manifest(staged.wh)
+    m = generations.published_manifest(staged.wh)
     assert m["tables"] == sorted(MARTS)
     assert m["rows"] == {t: n for t, n in m["rows"].items()} and set(m["rows"]) == set(MARTS)
     built = m["built_from"]
@@ -62,10 +62,10 @@ def test_first_publish_records_what_the_marts_were_built_from(staged):
 def test_nothing_new_publishes_nothing(staged):
     first_night(staged)
     _night(staged, _plan(staged))
-    gen = store.current_generation(staged.wh)
+    gen = generations.current_generation(staged.wh)
     before = {t: (staged.wh / t / "data.parquet").stat().st_mtime_ns for t in MARTS}
     build_marts(staged.wh, AS_OF)  # same core, same as_of: same marts, same record
-    assert store.current_generation(staged.wh) == gen
+    assert generations.current_generation(staged.wh) == gen
     assert {t: (staged.wh / t / "data.parquet").stat().st_mtime_ns for t in MARTS} == before
 
 
@@ -116,7 +116,7 @@ def test_unchanged_marts_move_to_the_new_generation_as_links(staged):
     first_night(staged)
     _night(staged, _plan(staged))
     files = {t: (staged.wh / t / "data.parquet").resolve() for t in MARTS}
-    gen = store.current_generation(staged.wh)
+    gen = generations.current_generation(staged.wh)
     # a batch that changes no mart (a payment of an unknown dossier, dated before every period) still moves what
     # the marts were built from: a new generation, its files the same inodes
     staged.rows = {k: [] for k in staged.rows}
@@ -125,9 +125,9 @@ def test_unchanged_marts_move_to_the_new_generation_as_links(staged):
     staged.write()
     p = _night(staged, _plan(staged, [("dvc_portal", "payments", "b9")]))
     assert p.mode == "incremental"
-    assert store.current_generation(staged.wh) != gen
-    assert "b9" in store.published_manifest(staged.wh)["built_from"]["core"]["staged"]["stg_dvc_portal__payments"]
+    assert generations.current_generation(staged.wh) != gen
+    assert "b9" in generations.published_manifest(staged.wh)["built_from"]["core"]["staged"]["stg_dvc_portal__payments"]
     for t in MARTS:
         assert os.path.samefile(staged.wh / t / "data.parquet", files[t])
     assert _plan(staged).mode == "skip"
-    assert date.fromisoformat(store.published_manifest(staged.wh)["built_from"]["as_of"]) == AS_OF
+    assert date.fromisoformat(generations.published_manifest(staged.wh)["built_from"]["as_of"]) == AS_OF

@@ -1,4 +1,4 @@
-"""Tables published together (warehouse.store.GenerationWriter): one rename shows every table of a generation,
+"""Tables published together (warehouse.generations.GenerationWriter): one rename shows every table of a generation,
 readers resolve the generation once, a failed or killed publish shows nothing of itself, the previous generation is
 kept and older ones go, and the older single-file layout is taken over."""
 
@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from warehouse import store
+from warehouse import generations, store
 from warehouse.views import connect
 
 A, B = "mart_a__x", "mart_b__x"
@@ -23,7 +23,7 @@ def _t(tag: str, n: int = 3) -> pa.Table:
 
 
 def _publish(wh, tag: str, built_from: dict | None = None, **tables) -> str:
-    with store.GenerationWriter(wh) as g:
+    with generations.GenerationWriter(wh) as g:
         for name in (A, B):
             g.write(name, tables.get(name, _t(tag)))
         g.publish({"built_from": built_from or {"night": tag}})
@@ -42,9 +42,9 @@ def test_publish_shows_every_table_at_once_through_the_fixed_links(tmp_path):
         assert pq.read_table(tmp_path / t / "data.parquet").column("tag").to_pylist() == ["n1"] * 3
         assert stat.S_IMODE((tmp_path / t / "data.parquet").stat().st_mode) == 0o644
     assert store.list_tables(tmp_path) == [A, B]
-    assert store.published_manifest(tmp_path)["built_from"] == {"night": "n1"}
-    assert store.published_manifest(tmp_path)["generation"] == g1
-    assert store.published_manifest(tmp_path)["tables"] == [A, B]
+    assert generations.published_manifest(tmp_path)["built_from"] == {"night": "n1"}
+    assert generations.published_manifest(tmp_path)["generation"] == g1
+    assert generations.published_manifest(tmp_path)["tables"] == [A, B]
     g2 = _publish(tmp_path, "n2")
     assert os.readlink(tmp_path / "_marts" / "current") == g2
     assert {p.name for p in (tmp_path / "_marts").iterdir()} == {"current", g1, g2}  # the previous one is kept
@@ -85,11 +85,11 @@ def test_work_left_by_a_killed_publish_is_never_read_and_goes_at_the_next_one(tm
     half = tmp_path / "_marts" / ".g20990101T000000000000-dead00" / A
     half.mkdir(parents=True)
     pq.write_table(_t("half"), half / "data.parquet")
-    assert store.current_generation(tmp_path).name == g1
+    assert generations.current_generation(tmp_path).name == g1
     assert _tags(connect(tmp_path)) == {A: {"n1"}, B: {"n1"}}
     # killed after the generation was complete, before the swap: complete but not current
     shutil.copytree(tmp_path / "_marts" / g1, tmp_path / "_marts" / "g20990101T000000000000-late00")
-    assert store.current_generation(tmp_path).name == g1
+    assert generations.current_generation(tmp_path).name == g1
     g2 = _publish(tmp_path, "n2")
     assert {p.name for p in (tmp_path / "_marts").iterdir()} == {"current", g1, g2}
 
@@ -97,8 +97,8 @@ def test_work_left_by_a_killed_publish_is_never_read_and_goes_at_the_next_one(tm
 def test_unchanged_table_is_carried_over_as_a_hard_link(tmp_path):
     _publish(tmp_path, "n1")
     before = (tmp_path / A / "data.parquet").resolve()
-    prev = store.current_generation(tmp_path)
-    with store.GenerationWriter(tmp_path) as g:
+    prev = generations.current_generation(tmp_path)
+    with generations.GenerationWriter(tmp_path) as g:
         g.keep(A, prev / A / "data.parquet")
         g.write(B, _t("n2"))
         g.publish({"built_from": {"night": "n2"}})
@@ -110,7 +110,7 @@ def test_unchanged_table_is_carried_over_as_a_hard_link(tmp_path):
 def test_the_older_single_file_layout_is_taken_over_by_the_first_publish(tmp_path):
     store.write_table(tmp_path, A, _t("old"))
     store.write_table(tmp_path, B, _t("old"))
-    assert store.current_generation(tmp_path) is None
+    assert generations.current_generation(tmp_path) is None
     assert _tags(connect(tmp_path)) == {A: {"old"}, B: {"old"}}  # readable as before
     _publish(tmp_path, "n1")
     assert (tmp_path / A).is_symlink() and (tmp_path / B).is_symlink()
@@ -122,7 +122,7 @@ def test_a_copy_that_followed_the_links_is_published_into_again(tmp_path):
     _publish(tmp_path, "n1")
     copy = tmp_path.parent / f"{tmp_path.name}-copy"
     shutil.copytree(tmp_path, copy)  # symlinks followed: current and the tables became folders
-    assert store.current_generation(copy) is None
+    assert generations.current_generation(copy) is None
     assert _tags(connect(copy)) == {A: {"n1"}, B: {"n1"}}
     _publish(copy, "n2")
     assert (copy / "_marts" / "current").is_symlink() and (copy / A).is_symlink()
@@ -140,9 +140,9 @@ def test_recovery_removes_what_killed_publishes_left_and_keeps_current_and_previ
     shutil.copytree(root / g2, root / "g20990101T000000000001-late00")
     os.symlink(f"_marts/current/{A}", tmp_path / f".{A}.1234abcd.lnk")
     (tmp_path / B).unlink()
-    removed = store.recover_generations(tmp_path)
+    removed = generations.recover_generations(tmp_path)
     assert {p.name for p in root.iterdir()} == {"current", g1, g2}
     assert ".g20990101T000000000000-dead00" in removed and "g20990101T000000000001-late00" in removed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_marts", A, B]
     assert _tags(connect(tmp_path)) == {A: {"n2"}, B: {"n2"}}
-    assert store.recover_generations(tmp_path) == []
+    assert generations.recover_generations(tmp_path) == []

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.cluster import s3_server
-from warehouse import objectstore, store
+from warehouse import generations, objectstore, store
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def s3():
 
 
 def _gen(wh, value: int) -> str:
-    with store.GenerationWriter(wh) as gw:
+    with generations.GenerationWriter(wh) as gw:
         for t in ("mart_a", "mart_b"):
             gw.write(t, pa.table({"v": [value]}))
         return gw.publish({"built_from": {"as_of": "2025-12-31"}}).name
