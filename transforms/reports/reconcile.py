@@ -208,91 +208,121 @@ def reconcile(warehouse: Path, portal_file: Path, *, tolerance: float = 0.01, pe
     """Compare the file's scores with the published ``mart_766__agency_period`` (optionally only ``period`` and
     ``agencies``: the report's section). ``warehouse_arg`` is how the warehouse is written in the explain commands
     (default: its path)."""
-    import duckdb
-
     wh = Path(warehouse)
     rows = read_portal_scores(portal_file)
-    con = duckdb.connect()
-    try:
-        names = {c: n for c, n in con.execute("SELECT agency_code, agency_name FROM read_parquet(?)",
-                                              [str(wh / "core_agencies" / "data.parquet")]).fetchall()}
-        mart = {(a, p, i): (num, den, ratio, score, mx) for a, p, i, num, den, ratio, score, mx in con.execute(
-            "SELECT agency_code, period, indicator_code, numerator, denominator, ratio, score, max_score "
-            "FROM read_parquet(?)", [str(wh / "mart_766__agency_period" / "data.parquet")]).fetchall()}
-    finally:
-        con.close()
-    by_name: dict[str, list[str]] = {}
-    for c, n in names.items():
-        by_name.setdefault(norm_label(n or ""), []).append(c)
-    by_code = {norm_label(c): c for c in names}
-    periods = {p for _, p, _ in mart}
+    ctx = _Published(wh, warehouse_arg or str(wh))
     res = Reconciliation(tolerance=tolerance)
     fname = Path(portal_file).name
-    wh_arg = warehouse_arg or str(wh)
     for r in rows:
         where = f"{fname}, row {r.line}"
-        code = by_code.get(norm_label(r.agency)) if r.agency else None
+        key = _row_key(r, where, ctx, res, period, agencies)
+        if key is not None:
+            _compare(r, where, key, ctx, res)
+    res.differences.sort(key=lambda d: (d["agency_code"], d["period"], d["indicator_code"]))
+    return res
+
+
+class _Published:
+    """What the portal's rows are matched against: the agency list (codes, names) and the published 766 mart."""
+
+    def __init__(self, wh: Path, wh_arg: str):
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            self.names = {c: n for c, n in con.execute("SELECT agency_code, agency_name FROM read_parquet(?)",
+                                                       [str(wh / "core_agencies" / "data.parquet")]).fetchall()}
+            self.mart = {(a, p, i): (num, den, ratio, score, mx) for a, p, i, num, den, ratio, score, mx in
+                         con.execute("SELECT agency_code, period, indicator_code, numerator, denominator, ratio, "
+                                     "score, max_score FROM read_parquet(?)",
+                                     [str(wh / "mart_766__agency_period" / "data.parquet")]).fetchall()}
+        finally:
+            con.close()
+        self.by_name: dict[str, list[str]] = {}
+        for c, n in self.names.items():
+            self.by_name.setdefault(norm_label(n or ""), []).append(c)
+        self.by_code = {norm_label(c): c for c in self.names}
+        self.periods = {p for _, p, _ in self.mart}
+        self.wh_arg = wh_arg
+
+    def agency(self, r, where: str, res: Reconciliation) -> str | None:
+        """The agency code a row names (by code, else by a name that names exactly one agency)."""
+        code = self.by_code.get(norm_label(r.agency)) if r.agency else None
         if code is None and r.agency_name:
-            found = by_name.get(norm_label(r.agency_name), [])
+            found = self.by_name.get(norm_label(r.agency_name), [])
             if len(found) > 1:
                 res.problems.append(f"{where}: the agency name '{r.agency_name}' names {len(found)} agencies "
                                     f"({', '.join(found)}); give the agency code.")
-                continue
+                return None
             code = found[0] if found else None
         if code is None:
             res.problems.append(f"{where}: agency '{r.agency or r.agency_name}' is not in the agency list "
                                 f"(agencies.csv).")
-            continue
-        p = period_label(r.period) if r.period else None
-        if p is None:
-            res.problems.append(f"{where}: period '{r.period or ''}' is not a month, quarter or year "
-                                f"(e.g. 2025-Q4, Quý IV/2025, Tháng 11/2025, 2025).")
-            continue
-        if period and p != period or agencies is not None and code not in agencies:
-            continue
-        ind = indicator_code(r.indicator) if r.indicator else None
-        if ind is None and r.indicator and is_group_row(r.indicator):
-            res.notes.append(f"{where}: '{r.indicator}' is a group or total row (not compared: the pipeline "
-                             f"compares indicator by indicator).")
-            continue
-        if ind is None:
-            res.problems.append(f"{where}: indicator '{r.indicator or ''}' is not a Decision 766 indicator number "
-                                f"(e.g. 2.1) or name.")
-            continue
-        score = score_value(r.score)
-        if score is None:
-            res.problems.append(f"{where}: score '{r.score if r.score is not None else ''}' is not a number.")
-            continue
-        if ind not in INDICATOR:
-            res.notes.append(f"{where}: indicator {ind} is not computed by the pipeline (not compared).")
-            continue
-        if p not in periods:
-            res.problems.append(f"{where}: period {p} is not in the published marts (they hold "
-                                f"{min(periods) if periods else '-'} to {max(periods) if periods else '-'}).")
-            continue
-        m = mart.get((code, p, ind))
-        if m is None:
-            res.notes.append(f"{where}: {code} has no dossier counted for indicator {ind} in {p} (not compared).")
-            continue
-        num, den, ratio, proj, mx = m
-        if proj is None:
-            res.notes.append(f"{where}: indicator {ind} has no settled score in the pipeline (ratio "
-                             f"{'-' if ratio is None else f'{ratio:.4f}'}); the portal gives {score:g}.")
-            continue
-        res.compared += 1
-        pmax = score_value(r.max_score) if r.max_score is not None else None
-        if pmax is not None and mx is not None and abs(pmax - mx) > 1e-9:
-            res.notes.append(f"{where}: the portal's maximum for {ind} is {pmax:g}, the pipeline's {mx:g}.")
-        diff = score - proj
-        if abs(diff) > tolerance:
-            res.differences.append({
-                "agency_code": code, "agency_name": names.get(code), "period": p, "indicator_code": ind,
-                "indicator_name": INDICATOR[ind].vi, "portal_score": score, "project_score": round(proj, 4),
-                "difference": round(diff, 4), "portal_max": pmax, "project_max": mx, "numerator": num, "denominator": den,
-                "ratio": None if ratio is None else round(ratio, 6), "source_row": r.line,
-                "explain": f"tthc explain --warehouse {_shell(wh_arg)} --kpi {ind} --agency {code} --period {p}"})
-    res.differences.sort(key=lambda d: (d["agency_code"], d["period"], d["indicator_code"]))
-    return res
+        return code
+
+
+def _row_key(r, where: str, ctx: _Published, res: Reconciliation, period: str | None,
+             agencies: set[str] | None) -> tuple[str, str, str, float] | None:
+    """(agency code, period, indicator, score) of a portal row, or None: a problem or note said, or a row of another
+    period or agency than asked for (passed over in silence)."""
+    code = ctx.agency(r, where, res)
+    if code is None:
+        return None
+    p = period_label(r.period) if r.period else None
+    if p is None:
+        res.problems.append(f"{where}: period '{r.period or ''}' is not a month, quarter or year "
+                            f"(e.g. 2025-Q4, Quý IV/2025, Tháng 11/2025, 2025).")
+        return None
+    if period and p != period or agencies is not None and code not in agencies:
+        return None
+    ind = indicator_code(r.indicator) if r.indicator else None
+    if ind is None and r.indicator and is_group_row(r.indicator):
+        res.notes.append(f"{where}: '{r.indicator}' is a group or total row (not compared: the pipeline "
+                         f"compares indicator by indicator).")
+        return None
+    if ind is None:
+        res.problems.append(f"{where}: indicator '{r.indicator or ''}' is not a Decision 766 indicator number "
+                            f"(e.g. 2.1) or name.")
+        return None
+    score = score_value(r.score)
+    if score is None:
+        res.problems.append(f"{where}: score '{r.score if r.score is not None else ''}' is not a number.")
+        return None
+    return code, p, ind, score
+
+
+def _compare(r, where: str, key: tuple[str, str, str, float], ctx: _Published, res: Reconciliation) -> None:
+    """One portal score against the project's: a difference above the tolerance is listed with its counts and
+    the explain command; what cannot be compared is a note or a problem."""
+    code, p, ind, score = key
+    if ind not in INDICATOR:
+        res.notes.append(f"{where}: indicator {ind} is not computed by the pipeline (not compared).")
+        return
+    if p not in ctx.periods:
+        span = f"{min(ctx.periods)} to {max(ctx.periods)}" if ctx.periods else "- to -"
+        res.problems.append(f"{where}: period {p} is not in the published marts (they hold {span}).")
+        return
+    m = ctx.mart.get((code, p, ind))
+    if m is None:
+        res.notes.append(f"{where}: {code} has no dossier counted for indicator {ind} in {p} (not compared).")
+        return
+    num, den, ratio, proj, mx = m
+    if proj is None:
+        res.notes.append(f"{where}: indicator {ind} has no settled score in the pipeline (ratio "
+                         f"{'-' if ratio is None else f'{ratio:.4f}'}); the portal gives {score:g}.")
+        return
+    res.compared += 1
+    pmax = score_value(r.max_score) if r.max_score is not None else None
+    if pmax is not None and mx is not None and abs(pmax - mx) > 1e-9:
+        res.notes.append(f"{where}: the portal's maximum for {ind} is {pmax:g}, the pipeline's {mx:g}.")
+    diff = score - proj
+    if abs(diff) > res.tolerance:
+        res.differences.append({
+            "agency_code": code, "agency_name": ctx.names.get(code), "period": p, "indicator_code": ind,
+            "indicator_name": INDICATOR[ind].vi, "portal_score": score, "project_score": round(proj, 4),
+            "difference": round(diff, 4), "portal_max": pmax, "project_max": mx, "numerator": num, "denominator": den,
+            "ratio": None if ratio is None else round(ratio, 6), "source_row": r.line,
+            "explain": f"tthc explain --warehouse {_shell(ctx.wh_arg)} --kpi {ind} --agency {code} --period {p}"})
 
 
 def _shell(s: str) -> str:
