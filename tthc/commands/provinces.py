@@ -89,29 +89,13 @@ def run_provinces(
 
     watchdog.start()
     from flows import provinces
-    from warehouse import ledger_server
 
     if not inbox_root.is_dir():
         raise typer.BadParameter(f"inbox root {inbox_root} is not a folder")
-    template = ledger_url or os.environ.get("TTHC_LEDGER_URL") or None
-    if template and ledger_server.PROVINCE not in template:
-        raise typer.BadParameter(f"the ledger URL {ledger_server.safe_url(template)} (--ledger-url / TTHC_LEDGER_URL) "
-                                 f"would mix every province's batches in one database: add {ledger_server.PROVINCE} "
-                                 f"where each province's database name goes (e.g. .../tthc_{ledger_server.PROVINCE})")
     names = provinces.province_names(inbox_root)
+    template = _ledger_template(ledger_url or os.environ.get("TTHC_LEDGER_URL") or None, names)
     if not names:
         raise typer.BadParameter(f"no province folder in {inbox_root}: expected {inbox_root}/<name>/agencies.csv")
-    if template:
-        try:
-            urls = ledger_server.province_urls(template, names)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-        try:  # before the cluster starts: a server that does not answer is one sentence, not 34 failed provinces
-            for url in urls.values():
-                ledger_server.ensure_database(url)
-        except ledger_server.LedgerUnavailable as exc:
-            Console(stderr=True).print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from None
     if not provinces.objectstore.is_url(warehouse_root):
         warehouse_root = str(Path(warehouse_root).expanduser().resolve())
     state = provinces.run(str(inbox_root.resolve()), warehouse_root, _parse_date(as_of), dask_address, workers,
@@ -120,6 +104,38 @@ def run_provinces(
         console.print(f"[red]The run of the provinces failed:[/red] {state.message}")
         sys.exit(1)
     result = state.result()
+    _print_result(result, warehouse_root)
+    if result["failed"]:
+        console.print(f"[red]Failed:[/red] {', '.join(result['failed'])} (the roll-up counts their last good marts)")
+        sys.exit(1)
+
+
+def _ledger_template(template: str | None, names: list[str]) -> str | None:
+    """The ledger URL template, checked (it holds ``{province}``, every province gets a distinct database name) and
+    every province's database made, before the cluster starts: a server that does not answer is one sentence, not
+    34 failed provinces."""
+    from warehouse import ledger_server
+
+    if not template:
+        return None
+    if ledger_server.PROVINCE not in template:
+        raise typer.BadParameter(f"the ledger URL {ledger_server.safe_url(template)} (--ledger-url / TTHC_LEDGER_URL) "
+                                 f"would mix every province's batches in one database: add {ledger_server.PROVINCE} "
+                                 f"where each province's database name goes (e.g. .../tthc_{ledger_server.PROVINCE})")
+    try:
+        urls = ledger_server.province_urls(template, names)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        for url in urls.values():
+            ledger_server.ensure_database(url)
+    except ledger_server.LedgerUnavailable as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    return template
+
+
+def _print_result(result: dict, warehouse_root: str) -> None:
     t = Table(title=f"Provinces under {warehouse_root}")
     for col in ("province", "status", "published marts", "note"):
         t.add_column(col, overflow="fold")
@@ -136,6 +152,3 @@ def run_provinces(
         console.print(f"national: generation {nat['generation']} over {', '.join(nat['provinces'])}"
                       + (f"; without published marts: {', '.join(nat['without_marts'])}" if nat["without_marts"]
                          else ""))
-    if result["failed"]:
-        console.print(f"[red]Failed:[/red] {', '.join(result['failed'])} (the roll-up counts their last good marts)")
-        sys.exit(1)
