@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import io
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,10 +72,20 @@ def read_csv(path: Path, source: str, entity: str, batch_rows: int, notes: list[
     notes = notes if notes is not None else []
     skipped: dict[str, list[int]] = {}
     rows = _RowStream(f, enc, found, batch_rows, TAIL_MAX, notes, skipped)
+    batches = rows.batches(stream_source, tmp)
+    if tmp is not None:  # a result dropped before its batches were read still removes its transcoded copy
+        weakref.finalize(batches, _discard, stream_source, tmp)
     return ReadResult(path=path, source=source, entity=entity, format=FMT, file_kind="csv", encoding=enc.label,
                       delimiter=found.delim, header_rows=[found.start_line], first_data_line=found.end_line + 1,
                       columns=hm.columns, unknown_columns=hm.unknown_columns,
-                      batches=rows.batches(stream_source, tmp), notes=notes, skipped=skipped)
+                      batches=batches, notes=notes, skipped=skipped)
+
+
+def _discard(src: pa.NativeFile | None, tmp: Path) -> None:
+    """Close and delete a transcoded copy (mode 0600, it holds the export's personal data)."""
+    if src is not None:
+        src.close()
+    tmp.unlink(missing_ok=True)
 
 
 def _read_sample(path: Path) -> tuple[bytes, bool]:

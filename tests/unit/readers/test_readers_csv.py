@@ -250,3 +250,29 @@ def test_large_legacy_file_is_transcoded_through_a_temp_file(tmp_path, monkeypat
     assert len(out) == 39 and {r["procedure_name"] for r in out} == {"Đăng ký kết hôn"}
     assert out[-1]["_source_line"] == 40
     assert not any(__import__("os").path.exists(m) for m in made)  # the temp file is gone after reading
+
+
+def test_a_transcoded_copy_is_removed_when_its_result_is_dropped_unread(tmp_path, monkeypatch):
+    import gc
+    import os
+
+    import transforms.readers._text as cr
+
+    made = []
+    real_mkstemp = cr.tempfile.mkstemp
+
+    def spy(*a, **k):
+        fd, name = real_mkstemp(*a, dir=tmp_path, **{x: y for x, y in k.items() if x != "dir"})
+        made.append(name)
+        return fd, name
+
+    monkeypatch.setattr(cr, "IN_MEMORY_TRANSCODE_MAX", 0)
+    monkeypatch.setattr(cr.tempfile, "mkstemp", spy)
+    rs = [[f"H19.1-230101-{i:04d}", "1.001612", "Đăng ký kết hôn", "", "Đã trả kết quả", "", "", "01/01/2023"]
+          for i in range(1, 5)]
+    p = write(tmp_path, "legacy.csv", to_cp1258(csv_text(DOSSIER_HEADERS, rs)))
+    res = read_file(p, "one_stop", "dossiers")  # a caller that stops here (e.g. the file is a duplicate)
+    assert len(made) == 1 and os.path.exists(made[0])
+    del res
+    gc.collect()
+    assert not os.path.exists(made[0])  # the copy holding the export's personal data does not stay behind
