@@ -4,7 +4,8 @@ What is made is decided in ``transforms.reports`` (Prefect-free); this module on
 files from the run's Prefect artifact ``kpi-reports`` and sends the two optional alerts:
 
 - ``TTHC_KPI_ALERTS``: one message when an agency's KPI is below its target in a period closed since the last
-  night (``nightly.below_target`` over ``PeriodReports.newly_closed``);
+  night (``nightly.below_target`` over ``PeriodReports.newly_closed``); a message that could not be delivered
+  leaves ``.kpi_alert_pending`` in the period's folder and is sent again the next night;
 - ``TTHC_DUE_ALERTS``: each agency's open dossiers due within ``TTHC_DUE_DAYS`` working days and those overdue
   (``due.due_lists``); ``CODE=URL`` sends one agency its own list, a plain URL receives every agency's.
 
@@ -54,7 +55,7 @@ def run_period_step(warehouse: Path, settings: Settings, as_of: date) -> PeriodS
     step = PeriodStep()
     if settings.kpi_reports:
         _guarded(step, "báo cáo chỉ tiêu", lambda: _reports(step, warehouse, settings, as_of))
-    if settings.kpi_alert_url_list and step.reports is not None and step.reports.newly_closed:
+    if settings.kpi_alert_url_list and step.reports is not None and _alert_periods(warehouse, step.reports):
         _guarded(step, "cảnh báo chỉ tiêu", lambda: _kpi_alert(step, warehouse, settings))
     if settings.due_alert_routes:
         _guarded(step, "danh sách hồ sơ đến hạn", lambda: _due_alerts(step, warehouse, settings))
@@ -78,19 +79,40 @@ def _reports(step: PeriodStep, warehouse: Path, settings: Settings, as_of: date)
     step.notes.extend(step.reports.notes)
 
 
-def _kpi_alert(step: PeriodStep, warehouse: Path, settings: Settings) -> None:
-    from transforms.reports.nightly import alert_text, below_target
+PENDING = ".kpi_alert_pending"  # in a period's report folder: its KPI alert is still to be delivered
 
-    periods = step.reports.newly_closed
+
+def _alert_periods(warehouse: Path, reports) -> list[str]:
+    """The periods whose KPI alert is due tonight: closed since the last night, or pending since a night whose
+    message could not be delivered."""
+    from transforms.reports.nightly import KPI_DIR
+
+    pending = sorted(f.parent.name for f in (Path(warehouse) / KPI_DIR).glob(f"*/{PENDING}"))
+    return list(reports.newly_closed) + [p for p in pending if p not in reports.newly_closed]
+
+
+def _kpi_alert(step: PeriodStep, warehouse: Path, settings: Settings) -> None:
+    from transforms.reports.nightly import KPI_DIR, alert_text, below_target
+
+    periods = _alert_periods(warehouse, step.reports)
+    markers = [Path(warehouse) / KPI_DIR / p / PENDING for p in periods]
     items = below_target(warehouse, periods)
-    if not items:
+    delivered = True
+    if items:
+        first = step.reports.written.get(periods[0], {}).get("html")
+        body = alert_text(items, report_url=link(settings, warehouse, first) if first else None)
+        title = f"[TTHC] Chỉ tiêu không đạt trong kỳ vừa kết thúc ({', '.join(periods)})"
+        delivered = send(settings.kpi_alert_url_list, title, body)
+    if not delivered:
+        step.notes.append("Cảnh báo chỉ tiêu không đạt chưa gửi được (xem nhật ký); danh sách có trong báo cáo; "
+                          "đêm sau sẽ gửi lại.")
+        for m in markers:
+            if m.parent.is_dir():
+                m.write_text("", encoding="utf-8")
         return
-    first = step.reports.written.get(periods[0], {}).get("html")
-    body = alert_text(items, report_url=link(settings, warehouse, first) if first else None)
-    title = f"[TTHC] Chỉ tiêu không đạt trong kỳ vừa kết thúc ({', '.join(periods)})"
-    if not send(settings.kpi_alert_url_list, title, body):
-        step.notes.append("Cảnh báo chỉ tiêu không đạt chưa gửi được (xem nhật ký); danh sách có trong báo cáo.")
     step.kpi_alert_items = len(items)
+    for m in markers:
+        m.unlink(missing_ok=True)
 
 
 def _due_alerts(step: PeriodStep, warehouse: Path, settings: Settings) -> None:

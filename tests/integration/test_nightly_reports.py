@@ -115,7 +115,7 @@ def test_kpi_alert_once_per_newly_closed_period_and_due_lists_by_agency(sample_w
 
 
 @pytest.mark.integration
-def test_an_alert_or_report_that_cannot_be_made_is_a_sentence_not_a_lost_night(sample_warehouse, tmp_path):
+def test_an_alert_or_report_that_cannot_be_made_is_a_sentence_not_a_lost_night(sample_warehouse, tmp_path, webhook):
     wh = _copy(sample_warehouse, tmp_path)
     portal = tmp_path / "diem_766.csv"
     portal.write_text("cot_a,cot_b\n1,2\n", encoding="utf-8")  # a download that is not the portal's score table
@@ -124,6 +124,17 @@ def test_an_alert_or_report_that_cannot_be_made_is_a_sentence_not_a_lost_night(s
     step = run_period_step(wh, dead, AS_OF)
     assert step.reports.newly_closed == PERIODS  # the reports are made all the same, without the comparison
     assert sum("không đối chiếu được với tệp điểm của Cổng" in n for n in step.notes) == 2, step.notes
+    assert step.kpi_alert_items == 0  # nothing was delivered, nothing said to be
+    # the undelivered KPI alert waits in the periods' folders and goes out the next night, once
+    assert all((wh / "_reports" / "kpi" / p / ".kpi_alert_pending").exists() for p in PERIODS)
+    port, got = webhook
+    live = _settings(wh, kpi_alerts=f"json://127.0.0.1:{port}/kpi")
+    again = run_period_step(wh, live, AS_OF)
+    assert again.reports.newly_closed == [] and again.kpi_alert_items == len(_below_target(wh))
+    assert [m["path"] for m in got] == ["/kpi"] and "2025-12, 2025-Q4" in got[0]["json"]["title"]
+    assert not list((wh / "_reports" / "kpi").glob("*/.kpi_alert_pending"))
+    run_period_step(wh, live, AS_OF)
+    assert len(got) == 1  # sent once
     assert any("chỉ tiêu không đạt chưa gửi được" in n for n in step.notes)
     assert any("hồ sơ đến hạn chưa gửi được" in n for n in step.notes)
     empty = tmp_path / "empty"
