@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.cluster import dask_cluster, s3_server
-from tests.pg import PG_ADMIN_URL
+from tests.pg import ledger_template
 
 pytestmark = pytest.mark.integration
 AS_OF = date(2025, 12, 31)
@@ -64,29 +63,10 @@ def setup(prefect_harness, tmp_path_factory):
 def ledgers():
     """The provinces' ledger template on the machine's PostgreSQL, databases tthc_test_<random>_<province> (dropped
     at the end), and its province -> URL map; (None, {}, why) when PostgreSQL cannot be reached."""
-    import sqlalchemy as sa
-
     from warehouse.ledger_server import province_urls
 
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        yield None, {}, f"PostgreSQL unreachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
-        return
-    prefix = f"tthc_test_{uuid.uuid4().hex[:8]}_"
-    template = sa.engine.make_url(PG_ADMIN_URL).set(database=prefix).render_as_string(hide_password=False)
-    template += "{province}"
-    try:
-        yield template, province_urls(template, list(PROVINCES)), None
-    finally:
-        with admin.connect() as c:
-            for (name,) in c.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
-                                     {"p": prefix + "%"}).all():
-                c.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
+    with ledger_template() as (template, why):
+        yield (template, province_urls(template, list(PROVINCES)), None) if template else (None, {}, why)
 
 
 def _published(url: str) -> dict:

@@ -227,10 +227,12 @@ def test_other_entity_and_extension_rules(tmp_path):
         read_file(q, "dvc_portal", "ratings")
 
 
-def test_large_legacy_file_is_transcoded_through_a_temp_file(tmp_path, monkeypatch):
+@pytest.fixture
+def transcode_copies(tmp_path, monkeypatch) -> list[str]:
+    """Every legacy file is transcoded through a temp copy made in tmp_path; the list of the copies made."""
     import transforms.readers._text as cr
 
-    made = []
+    made: list[str] = []
     real_mkstemp = cr.tempfile.mkstemp
 
     def spy(*a, **k):
@@ -239,8 +241,15 @@ def test_large_legacy_file_is_transcoded_through_a_temp_file(tmp_path, monkeypat
         return fd, name
 
     monkeypatch.setattr(cr, "IN_MEMORY_TRANSCODE_MAX", 0)
-    monkeypatch.setattr(cr, "TRANSCODE_CHUNK", 64)  # many line-aligned chunks
     monkeypatch.setattr(cr.tempfile, "mkstemp", spy)
+    return made
+
+
+def test_large_legacy_file_is_transcoded_through_a_temp_file(tmp_path, monkeypatch, transcode_copies):
+    import transforms.readers._text as cr
+
+    made = transcode_copies
+    monkeypatch.setattr(cr, "TRANSCODE_CHUNK", 64)  # many line-aligned chunks
     rs = [[f"H19.1-230101-{i:04d}", "1.001612", "Đăng ký kết hôn", "", "Đã trả kết quả", "", "", "01/01/2023"]
           for i in range(1, 40)]
     p = write(tmp_path, "big_legacy.csv", to_cp1258(csv_text(DOSSIER_HEADERS, rs)))
@@ -252,22 +261,11 @@ def test_large_legacy_file_is_transcoded_through_a_temp_file(tmp_path, monkeypat
     assert not any(__import__("os").path.exists(m) for m in made)  # the temp file is gone after reading
 
 
-def test_a_transcoded_copy_is_removed_when_its_result_is_dropped_unread(tmp_path, monkeypatch):
+def test_a_transcoded_copy_is_removed_when_its_result_is_dropped_unread(tmp_path, transcode_copies):
     import gc
     import os
 
-    import transforms.readers._text as cr
-
-    made = []
-    real_mkstemp = cr.tempfile.mkstemp
-
-    def spy(*a, **k):
-        fd, name = real_mkstemp(*a, dir=tmp_path, **{x: y for x, y in k.items() if x != "dir"})
-        made.append(name)
-        return fd, name
-
-    monkeypatch.setattr(cr, "IN_MEMORY_TRANSCODE_MAX", 0)
-    monkeypatch.setattr(cr.tempfile, "mkstemp", spy)
+    made = transcode_copies
     rs = [[f"H19.1-230101-{i:04d}", "1.001612", "Đăng ký kết hôn", "", "Đã trả kết quả", "", "", "01/01/2023"]
           for i in range(1, 5)]
     p = write(tmp_path, "legacy.csv", to_cp1258(csv_text(DOSSIER_HEADERS, rs)))

@@ -9,7 +9,6 @@ import os
 import re
 import socket
 import sqlite3
-import uuid
 from datetime import date, datetime
 
 import pyarrow as pa
@@ -18,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.cluster import free_port
-from tests.pg import PG_ADMIN_URL
+from tests.pg import ledger_template
 from warehouse import external_ledger, ledger_server, store
 from warehouse.ledger import Ledger
 from warehouse.ledger_server import LedgerBusy, LedgerConflict, LedgerUnavailable
@@ -27,21 +26,10 @@ from warehouse.ledger_server import LedgerBusy, LedgerConflict, LedgerUnavailabl
 @pytest.fixture(scope="module")
 def template():
     """A ledger template on the machine's PostgreSQL whose databases are dropped after the module."""
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}")
-    prefix = f"tthc_test_{uuid.uuid4().hex[:8]}_"
-    # the braces added after rendering (SQLAlchemy would percent-encode them), as an operator types the template
-    yield sa.engine.make_url(PG_ADMIN_URL).set(database=prefix).render_as_string(hide_password=False) + "{province}"
-    with admin.connect() as c:
-        for (name,) in c.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
-                                 {"p": prefix + "%"}).all():
-            c.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.dispose()
+    with ledger_template() as (template, why):
+        if template is None:
+            pytest.skip(why)
+        yield template
 
 
 def _url(template: str, name: str) -> str:
