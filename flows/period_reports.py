@@ -52,10 +52,12 @@ def period_reports_task(warehouse: Path, settings: Settings, as_of: date) -> Per
 
 def run_period_step(warehouse: Path, settings: Settings, as_of: date) -> PeriodStep:
     """The reports, then the alerts; each part on its own, so one that fails does not stop the others."""
+    from transforms.reports.nightly import alert_periods
+
     step = PeriodStep()
     if settings.kpi_reports:
         _guarded(step, "báo cáo chỉ tiêu", lambda: _reports(step, warehouse, settings, as_of))
-    if settings.kpi_alert_url_list and step.reports is not None and _alert_periods(warehouse, step.reports):
+    if settings.kpi_alert_url_list and step.reports is not None and alert_periods(warehouse, step.reports):
         _guarded(step, "cảnh báo chỉ tiêu", lambda: _kpi_alert(step, warehouse, settings))
     if settings.due_alert_routes:
         _guarded(step, "danh sách hồ sơ đến hạn", lambda: _due_alerts(step, warehouse, settings))
@@ -79,23 +81,10 @@ def _reports(step: PeriodStep, warehouse: Path, settings: Settings, as_of: date)
     step.notes.extend(step.reports.notes)
 
 
-PENDING = ".kpi_alert_pending"  # in a period's report folder: its KPI alert is still to be delivered
-
-
-def _alert_periods(warehouse: Path, reports) -> list[str]:
-    """The periods whose KPI alert is due tonight: closed since the last night, or pending since a night whose
-    message could not be delivered."""
-    from transforms.reports.nightly import KPI_DIR
-
-    pending = sorted(f.parent.name for f in (Path(warehouse) / KPI_DIR).glob(f"*/{PENDING}"))
-    return list(reports.newly_closed) + [p for p in pending if p not in reports.newly_closed]
-
-
 def _kpi_alert(step: PeriodStep, warehouse: Path, settings: Settings) -> None:
-    from transforms.reports.nightly import KPI_DIR, alert_text, below_target
+    from transforms.reports.nightly import alert_periods, alert_text, below_target, mark_alert
 
-    periods = _alert_periods(warehouse, step.reports)
-    markers = [Path(warehouse) / KPI_DIR / p / PENDING for p in periods]
+    periods = alert_periods(warehouse, step.reports)
     items = below_target(warehouse, periods)
     delivered = True
     if items:
@@ -106,13 +95,9 @@ def _kpi_alert(step: PeriodStep, warehouse: Path, settings: Settings) -> None:
     if not delivered:
         step.notes.append("Cảnh báo chỉ tiêu không đạt chưa gửi được (xem nhật ký); danh sách có trong báo cáo; "
                           "đêm sau sẽ gửi lại.")
-        for m in markers:
-            if m.parent.is_dir():
-                m.write_text("", encoding="utf-8")
-        return
-    step.kpi_alert_items = len(items)
-    for m in markers:
-        m.unlink(missing_ok=True)
+    else:
+        step.kpi_alert_items = len(items)
+    mark_alert(warehouse, periods, delivered)
 
 
 def _due_alerts(step: PeriodStep, warehouse: Path, settings: Settings) -> None:

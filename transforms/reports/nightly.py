@@ -31,6 +31,7 @@ from warehouse.generations import current_generation
 KPI_DIR = Path("_reports") / "kpi"
 INDEX = Path("_reports") / "index.html"
 MADE_FROM = ".made_from.json"
+ALERT_PENDING = ".kpi_alert_pending"  # in a period's folder: its KPI alert is still to be delivered
 _PERIOD_DIR = re.compile(r"^\d{4}(-\d{2}|-Q[1-4])?$")
 
 
@@ -163,6 +164,23 @@ def below_target(warehouse: Path | str, periods: list[str | Period], agency: str
                           "value_text": texts.kpi_value(r["value"], r["unit"], lang),
                           "target_text": texts.kpi_value(r["target"], r["unit"], lang)})
     return items
+
+
+def alert_periods(warehouse: Path | str, reports: PeriodReports) -> list[str]:
+    """The periods whose KPI alert is due tonight: closed since the last night, or pending since a night whose
+    message could not be delivered (``.kpi_alert_pending`` in the period's folder)."""
+    pending = sorted(f.parent.name for f in (Path(warehouse) / KPI_DIR).glob(f"*/{ALERT_PENDING}"))
+    return list(reports.newly_closed) + [p for p in pending if p not in reports.newly_closed]
+
+
+def mark_alert(warehouse: Path | str, periods: list[str], delivered: bool) -> None:
+    """Record whether the KPI alert of ``periods`` went out: pending (sent again the next night) or done."""
+    for p in periods:
+        marker = Path(warehouse) / KPI_DIR / p / ALERT_PENDING
+        if delivered:
+            marker.unlink(missing_ok=True)
+        elif marker.parent.is_dir():
+            marker.write_text("", encoding="utf-8")
 
 
 def alert_text(items: list[dict], report_url: str | None = None, lang: str = "vi") -> str:
