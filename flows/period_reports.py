@@ -68,7 +68,7 @@ def _guarded(step: PeriodStep, what: str, fn) -> None:
     try:
         fn()
     except Exception as exc:  # a report or an alert never costs the night; it is said instead
-        log.exception("period step: %s", what)
+        log.debug("period step: %s", what, exc_info=True)  # the traceback for --debug; the operator reads the note
         step.notes.append(f"Không làm được {what} đêm nay ({exc}). Cán bộ vận hành xem nhật ký của lần chạy; đêm "
                           f"sau sẽ làm lại.")
 
